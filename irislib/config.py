@@ -1,0 +1,405 @@
+"""One dataclass per concern, nested in `Experiment`; JSON round-trip, dotted overrides, validation.
+
+Field names follow guided-diffusion's command-line flags wherever one exists, so users can paste their flags.
+The trailing comment on each field is its documentation (the notebooks' parameter cells reuse the words).
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A config value is wrong; the message names the field and what to do."""
+
+
+SCHEDULES = ("linear", "cosine")
+LR_SCHEDULES = ("constant", "warmup", "cosine", "gear")
+PRECISIONS = ("fp32", "bf16", "fp16")
+LATENT_TYPES = ("spatial", "vector")
+RECON_LOSSES = ("mse", "l1")
+PRIORS = ("normal", "gmm")
+T_SAMPLERS = ("uniform", "loss-second-moment")
+
+
+def default_channel_mult(image_size: int) -> list[int]:
+    """guided-diffusion's channel_mult for an image size (its `create_model`); 320 px etc. must be explicit."""
+    table = {512: [1, 1, 2, 2, 4, 4], 256: [1, 1, 2, 2, 4, 4], 128: [1, 1, 2, 3, 4], 64: [1, 2, 3, 4], 32: [1, 2, 2, 2]}
+    if image_size not in table:
+        raise ConfigError(
+            f"unet.channel_mult has no default for image_size={image_size}; "
+            f"set it explicitly, e.g. --set unet.channel_mult=1,1,2,2,4 (defaults exist for {sorted(table)})")
+    return list(table[image_size])
+
+
+@dataclass
+class UNetConfig:
+    image_size: int = 64                  # image side in pixels (square)
+    in_channels: int = 1                  # image channels: 1 for NIR grey, 3 for RGB
+    cond_channels: int = 0                # extra input channels for a conditioning image (hybrid refiner); 0 = none
+    num_channels: int = 128               # base channel count of the UNet (guided-diffusion's flag)
+    num_res_blocks: int = 2               # residual blocks per resolution
+    channel_mult: list[int] = field(default_factory=list)  # channel multiplier per level; [] = guided-diffusion default
+    attention_resolutions: list[int] = field(default_factory=lambda: [16, 8])  # resolutions in px that get attention
+    num_heads: int = 4                    # attention heads (ignored when num_head_channels > 0)
+    num_head_channels: int = -1           # channels per head; -1 = use num_heads
+    num_heads_upsample: int = -1          # heads in the decoder; -1 = num_heads
+    dropout: float = 0.0                  # dropout in residual blocks
+    learn_sigma: bool = True              # predict the variance too (2x output channels, hybrid loss)
+    use_scale_shift_norm: bool = True     # FiLM-style timestep conditioning
+    resblock_updown: bool = False         # residual blocks for up/down-sampling
+    use_checkpoint: bool = False          # gradient checkpointing: less memory, ~30% slower
+    use_new_attention_order: bool = False  # split qkv before heads (guided-diffusion's QKVAttention)
+
+    def resolved_channel_mult(self) -> list[int]:
+        """channel_mult, or guided-diffusion's default for image_size."""
+        return list(self.channel_mult) or default_channel_mult(self.image_size)
+
+    def validate(self, section: str = "unet") -> None:
+        _positive(self, section, "image_size", "in_channels", "num_channels", "num_res_blocks")
+        mult = self.resolved_channel_mult()
+        levels = len(mult) - 1
+        if self.image_size % (2 ** levels):
+            raise ConfigError(
+                f"{section}.image_size={self.image_size} is not divisible by 2^{levels} "
+                f"(channel_mult={mult} has {levels + 1} levels); use a multiple of {2 ** levels} or fewer levels")
+        for res in self.attention_resolutions:
+            if res <= 0 or self.image_size % res or (self.image_size // res) & (self.image_size // res - 1):
+                raise ConfigError(f"{section}.attention_resolutions has {res}; each entry must be image_size "
+                                  f"divided by a power of two (e.g. 16,8 at {self.image_size} px)")
+        if self.num_head_channels > 0:
+            for m in mult:
+                if (m * self.num_channels) % self.num_head_channels:
+                    raise ConfigError(f"{section}.num_head_channels={self.num_head_channels} does not divide "
+                                      f"{m * self.num_channels} channels; pick a divisor of num_channels")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"{section}.dropout={self.dropout} must be in [0, 1)")
+
+
+@dataclass
+class DiffusionConfig:
+    diffusion_steps: int = 1000           # T, the number of noise levels the model is trained on
+    noise_schedule: str = "linear"        # beta schedule: linear or cosine
+    timestep_respacing: str = ""          # sampling steps, e.g. "250", "ddim50", "10,20,30"; "" = all T
+    use_kl: bool = False                  # train on the variational bound only (guided-diffusion's flag)
+    predict_xstart: bool = False          # model predicts x_0 instead of eps
+    rescale_learned_sigmas: bool = False  # guided-diffusion's RESCALED_MSE: VLB term scaled by T/1000
+    sigma_small: bool = False             # fixed-small variance when sigma is not learned (else fixed-large)
+    schedule_sampler: str = "uniform"     # how training draws t: uniform or loss-second-moment
+
+    def validate(self, section: str = "diffusion") -> None:
+        _positive(self, section, "diffusion_steps")
+        _choice(self, section, "noise_schedule", SCHEDULES)
+        _choice(self, section, "schedule_sampler", T_SAMPLERS)
+
+
+@dataclass
+class VAEConfig:
+    image_size: int = 64                  # image side in pixels (square)
+    in_channels: int = 1                  # image channels: 1 for NIR grey, 3 for RGB
+    base_channels: int = 64               # channels at full resolution
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2, 4])  # per level; len-1 downsamplings
+    num_res_blocks: int = 1               # residual blocks per level
+    latent_type: str = "spatial"          # spatial (C x H/f x W/f map) or vector (flat latent_dim)
+    latent_channels: int = 4              # channels of a spatial latent
+    latent_dim: int = 128                 # size of a vector latent
+    beta: float = 1e-3                    # KL weight (beta-VAE)
+    kl_warmup_steps: int = 0              # steps over which the KL weight ramps from 0 to beta
+    recon_loss: str = "mse"               # reconstruction loss: mse or l1
+    edge_weight: float = 0.0              # weight of the image-gradient loss that keeps the pupil edge crisp
+    prior: str = "gmm"                    # sampling prior: normal (N(0, I)) or gmm fitted to training latents
+    gmm_components: int = 10              # mixture components for the gmm prior
+
+    def validate(self, section: str = "vae") -> None:
+        _positive(self, section, "image_size", "in_channels", "base_channels", "num_res_blocks",
+                  "latent_channels", "latent_dim", "gmm_components")
+        _choice(self, section, "latent_type", LATENT_TYPES)
+        _choice(self, section, "recon_loss", RECON_LOSSES)
+        _choice(self, section, "prior", PRIORS)
+        levels = len(self.channel_mult) - 1
+        if not self.channel_mult or self.image_size % (2 ** levels):
+            raise ConfigError(f"{section}.image_size={self.image_size} is not divisible by 2^{levels} "
+                              f"(channel_mult={self.channel_mult}); use a multiple of {2 ** max(levels, 0)}")
+        if self.beta < 0 or self.edge_weight < 0:
+            raise ConfigError(f"{section}.beta and {section}.edge_weight must be >= 0")
+
+
+@dataclass
+class DataConfig:
+    path: str = "synthetic:256"           # image folder (searched recursively) or synthetic:N built-in irises
+    image_size: int = 64                  # side of the square crop fed to the models, in pixels
+    channels: int = 1                     # 1 = NIR grey (default), 3 = RGB
+    crop_csv: str = ""                    # optional CSV of per-image crop boxes: file,left,top,size; "" = centre crop
+    random_flip: bool = True              # random horizontal flip (guided-diffusion's default)
+    cache_dir: str = ""                   # where preprocessed tensors are cached; "" = <folder>/.irislib_cache
+    num_workers: int = 0                  # DataLoader worker processes
+
+    def validate(self, section: str = "data") -> None:
+        _positive(self, section, "image_size")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"{section}.channels={self.channels} is not allowed; use 1 (NIR grey) or 3 (RGB)")
+        if not self.path:
+            raise ConfigError(f"{section}.path is empty; give an image folder or synthetic:N")
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-4                      # peak learning rate
+    lr_schedule: str = "constant"         # constant, warmup (linear then constant), cosine, or gear
+    warmup_steps: int = 0                 # linear warm-up steps (warmup and cosine schedules)
+    gear: list[list[float]] = field(default_factory=list)  # gear schedule: [[start_epoch, lr], ...], piecewise constant
+    batch_size: int = 32                  # images averaged per optimizer step (over all GPUs)
+    microbatch: int = -1                  # images per forward/backward; -1 = batch_size (guided-diffusion's flag)
+    ema_rate: list[float] = field(default_factory=lambda: [0.9999])  # EMA decay rate(s)
+    ema_warmup: bool = True               # EMA decay min(rate, (1+step)/(10+step)) so short runs have a usable EMA
+    weight_decay: float = 0.0             # AdamW weight decay
+    epochs: int = 0                       # stop after this many epochs; 0 = no epoch limit
+    max_steps: int = 0                    # stop after this many optimizer steps; 0 = no step limit
+    save_every_steps: int = 1000          # checkpoint every N optimizer steps; 0 = off
+    save_every_minutes: float = 30.0      # also checkpoint every M minutes of wall time; 0 = off
+    keep_last: int = 3                    # checkpoints kept (older ones deleted after the new one is verified)
+    milestone_every_steps: int = 0        # also keep every checkpoint whose step is a multiple of N; 0 = none
+    precision: str = "fp32"               # fp32, bf16 (autocast) or fp16 (autocast + GradScaler)
+    grad_clip: float = 0.0                # clip gradient norm to this value; 0 = no clipping (norm still logged)
+    nan_patience: int = 5                 # stop after this many non-finite losses in a row
+    log_every_steps: int = 10             # write metrics.jsonl every N steps
+    sample_every_steps: int = 0           # write a sample grid every N steps; 0 = only at the end
+    seed: int = 0                         # seed for weights, data order and noise
+    mirror_dir: str = ""                  # copy each checkpoint here too (e.g. a Google Drive folder); "" = off
+    device: str = "auto"                  # auto (cuda if available), cpu, cuda, cuda:1, ...
+
+    def validate(self, section: str = "train") -> None:
+        _positive(self, section, "batch_size", "keep_last", "nan_patience", "log_every_steps")
+        _choice(self, section, "lr_schedule", LR_SCHEDULES)
+        _choice(self, section, "precision", PRECISIONS)
+        if self.microbatch > self.batch_size:
+            raise ConfigError(f"{section}.microbatch={self.microbatch} is larger than batch_size={self.batch_size}; "
+                              f"use at most {self.batch_size} (or -1 for the whole batch)")
+        if self.microbatch == 0 or self.microbatch < -1:
+            raise ConfigError(f"{section}.microbatch={self.microbatch}: use a positive size or -1 for batch_size")
+        if self.lr <= 0:
+            raise ConfigError(f"{section}.lr={self.lr} must be > 0")
+        if any(not 0.0 < r < 1.0 for r in self.ema_rate):
+            raise ConfigError(f"{section}.ema_rate={self.ema_rate}: each rate must be in (0, 1), e.g. 0.9999")
+        if self.lr_schedule == "gear":
+            _validate_gear(self.gear, section)
+        if self.epochs < 0 or self.max_steps < 0:
+            raise ConfigError(f"{section}.epochs and {section}.max_steps must be >= 0 (0 = no limit)")
+
+    @property
+    def resolved_microbatch(self) -> int:
+        return self.batch_size if self.microbatch == -1 else self.microbatch
+
+
+@dataclass
+class Experiment:
+    """Everything one run needs; saved as config.json in the run directory and inside each checkpoint."""
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # --- serialisation ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "Experiment":
+        """Build from a nested dict; unknown sections or keys are errors naming them."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a JSON object with sections {_section_names()}")
+        kwargs = {}
+        for name, value in d.items():
+            sec_cls = _section_classes().get(name)
+            if sec_cls is None:
+                raise ConfigError(f"{source}: unknown section {name!r}{_did_you_mean(name, _section_names())}")
+            kwargs[name] = _build_section(sec_cls, value, name, source)
+        return cls(**kwargs)
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_json(cls, path_or_text: str | Path) -> "Experiment":
+        p = Path(path_or_text) if not str(path_or_text).lstrip().startswith("{") else None
+        if p is not None:
+            if not p.is_file():
+                raise ConfigError(f"config file {p} does not exist")
+            text, source = p.read_text(), str(p)
+        else:
+            text, source = str(path_or_text), "config"
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{source} is not valid JSON: {e}") from None
+        return cls.from_dict(d, source)
+
+    # --- overrides -------------------------------------------------------------------------------
+    def override(self, overrides: dict[str, Any] | list[str] | None) -> "Experiment":
+        """Return a copy with dotted keys set: {"train.lr": 3e-4} or ["train.lr=3e-4", "image_size=128"].
+
+        String values are parsed for the field's type ("16,8" -> [16, 8]); the bare keys `image_size` and
+        `channels` set every section that has them, so model and data sizes stay in step.
+        """
+        d = self.to_dict()
+        for key, value in _as_pairs(overrides):
+            for sec, fname in _targets(key):
+                hint = get_type_hints(_section_classes()[sec])[fname]
+                d[sec][fname] = _coerce(value, hint, f"{sec}.{fname}")
+        return Experiment.from_dict(d, "override")
+
+    # --- validation ------------------------------------------------------------------------------
+    def validate(self) -> "Experiment":
+        """Raise ConfigError naming the first bad field; returns self so calls chain."""
+        for f in fields(self):
+            getattr(self, f.name).validate(f.name)
+        sizes = {"unet.image_size": self.unet.image_size, "vae.image_size": self.vae.image_size,
+                 "data.image_size": self.data.image_size}
+        if len(set(sizes.values())) > 1:
+            raise ConfigError(f"image sizes disagree: {sizes}; set all at once with --set image_size=N")
+        chans = {"unet.in_channels": self.unet.in_channels, "vae.in_channels": self.vae.in_channels,
+                 "data.channels": self.data.channels}
+        if len(set(chans.values())) > 1:
+            raise ConfigError(f"channel counts disagree: {chans}; set all at once with --set channels=N")
+        return self
+
+
+# --- helpers -------------------------------------------------------------------------------------
+_ALIASES = {"image_size": (("unet", "image_size"), ("vae", "image_size"), ("data", "image_size")),
+            "channels": (("unet", "in_channels"), ("vae", "in_channels"), ("data", "channels"))}
+
+
+def _section_classes() -> dict[str, type]:
+    return {f.name: f.type if isinstance(f.type, type) else globals()[f.type] for f in fields(Experiment)}
+
+
+def _section_names() -> list[str]:
+    return [f.name for f in fields(Experiment)]
+
+
+def _did_you_mean(name: str, options) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(options)}"
+
+
+def _build_section(sec_cls: type, value: Any, sec: str, source: str):
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: section {sec!r} must be an object of fields")
+    hints = get_type_hints(sec_cls)
+    for key in value:
+        if key not in hints:
+            raise ConfigError(f"{source}: unknown field {sec}.{key}{_did_you_mean(key, hints)}")
+    return sec_cls(**{k: _coerce(v, hints[k], f"{sec}.{k}") for k, v in value.items()})
+
+
+def _as_pairs(overrides) -> list[tuple[str, Any]]:
+    if not overrides:
+        return []
+    if isinstance(overrides, dict):
+        return list(overrides.items())
+    pairs = []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value, e.g. train.lr=3e-4")
+        key, value = item.split("=", 1)
+        pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _targets(key: str) -> tuple[tuple[str, str], ...]:
+    if key in _ALIASES:
+        return _ALIASES[key]
+    if "." not in key:
+        raise ConfigError(f"override key {key!r} needs a section, e.g. train.{key}; sections: "
+                          f"{', '.join(_section_names())} (or the shortcuts image_size, channels)")
+    sec, fname = key.split(".", 1)
+    if sec not in _section_classes():
+        raise ConfigError(f"override {key!r}: unknown section {sec!r}{_did_you_mean(sec, _section_names())}")
+    hints = get_type_hints(_section_classes()[sec])
+    if fname not in hints:
+        raise ConfigError(f"override {key!r}: unknown field {sec}.{fname}{_did_you_mean(fname, hints)}")
+    return ((sec, fname),)
+
+
+def _coerce(value: Any, hint: Any, name: str) -> Any:
+    """Convert a JSON or string value to the field's type, or raise naming the field."""
+    try:
+        return _coerce_inner(value, hint)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name}={value!r} is not a valid {_type_name(hint)} ({e})") from None
+
+
+def _coerce_inner(value: Any, hint: Any) -> Any:
+    origin = get_origin(hint)
+    if origin is list:
+        (item,) = get_args(hint)
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                value = json.loads(text)
+            else:
+                value = [v for v in text.split(",") if v.strip()] if text else []
+        if not isinstance(value, (list, tuple)):
+            raise TypeError("expected a list")
+        return [_coerce_inner(v, item) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", "false", "0", "no", "off"):
+            return value.lower() in ("true", "1", "yes", "on")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ValueError("expected true or false")
+    if hint is int:
+        if isinstance(value, bool):
+            raise TypeError("expected an integer")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected an integer")
+        return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+    if hint is float:
+        if isinstance(value, bool):
+            raise TypeError("expected a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise TypeError("expected a string")
+        return value
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    if get_origin(hint) is list:
+        return f"list of {_type_name(get_args(hint)[0])}"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _positive(obj, section: str, *names: str) -> None:
+    for n in names:
+        if getattr(obj, n) <= 0:
+            raise ConfigError(f"{section}.{n}={getattr(obj, n)} must be a positive number")
+
+
+def _choice(obj, section: str, name: str, allowed) -> None:
+    value = getattr(obj, name)
+    if value not in allowed:
+        raise ConfigError(f"{section}.{name}={value!r} is not one of {', '.join(allowed)}"
+                          f"{_did_you_mean(value, allowed) if isinstance(value, str) else ''}")
+
+
+def _validate_gear(gear, section: str) -> None:
+    if not gear or any(len(g) != 2 for g in gear):
+        raise ConfigError(f"{section}.gear must be [[start_epoch, lr], ...] starting at epoch 0 for "
+                          f"lr_schedule=gear, e.g. [[0, 3e-4], [250, 1e-4]]")
+    starts = [g[0] for g in gear]
+    if starts[0] != 0 or starts != sorted(starts) or len(set(starts)) != len(starts):
+        raise ConfigError(f"{section}.gear start epochs {starts} must begin at 0 and increase")
+    if any(g[1] <= 0 for g in gear):
+        raise ConfigError(f"{section}.gear learning rates must be > 0")

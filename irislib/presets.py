@@ -1,0 +1,56 @@
+"""Named Experiments users already train with (DESIGN.md's table): data, not code paths."""
+from __future__ import annotations
+
+from .config import ConfigError, DataConfig, DiffusionConfig, Experiment, TrainConfig, UNetConfig, VAEConfig
+from .config import _did_you_mean
+
+
+def _seed_64() -> Experiment:
+    return Experiment(
+        unet=UNetConfig(image_size=64, num_channels=128, num_res_blocks=3),
+        diffusion=DiffusionConfig(diffusion_steps=4000, noise_schedule="linear"),
+        vae=VAEConfig(image_size=64, base_channels=64, channel_mult=[1, 2, 4]),
+        data=DataConfig(image_size=64),
+        train=TrainConfig(lr=1e-4, batch_size=32, microbatch=-1, epochs=2000))
+
+
+def _seed_128() -> Experiment:
+    return Experiment(
+        unet=UNetConfig(image_size=128, num_channels=192, num_res_blocks=4),
+        diffusion=DiffusionConfig(diffusion_steps=4000, noise_schedule="linear"),
+        vae=VAEConfig(image_size=128, base_channels=64, channel_mult=[1, 2, 2, 4]),
+        data=DataConfig(image_size=128),
+        train=TrainConfig(lr=1e-4, batch_size=120, microbatch=3, epochs=600))
+
+
+def _seed_128_gear() -> Experiment:
+    exp = _seed_128()
+    exp.diffusion = DiffusionConfig(diffusion_steps=5000, noise_schedule="cosine")
+    # "gear": 3e-4 for the first half of the epochs, then 1e-4 (piecewise constant in epochs).
+    exp.train = TrainConfig(lr=3e-4, lr_schedule="gear", gear=[[0, 3e-4], [250, 1e-4]],
+                            batch_size=120, microbatch=3, epochs=500)
+    return exp
+
+
+def _tiny() -> Experiment:
+    return Experiment(
+        unet=UNetConfig(image_size=32, num_channels=32, num_res_blocks=1, num_heads=2),
+        diffusion=DiffusionConfig(diffusion_steps=1000, noise_schedule="linear"),
+        vae=VAEConfig(image_size=32, base_channels=32, channel_mult=[1, 2, 2], latent_channels=4, beta=1e-3),
+        data=DataConfig(path="synthetic:64", image_size=32),
+        train=TrainConfig(lr=2e-4, batch_size=8, microbatch=4, epochs=5, ema_rate=[0.999],
+                          save_every_steps=50, save_every_minutes=5.0, log_every_steps=5))
+
+
+PRESETS = {"seed-64": _seed_64, "seed-128": _seed_128, "seed-128-gear": _seed_128_gear, "tiny": _tiny}
+
+
+def names() -> list[str]:
+    return list(PRESETS)
+
+
+def get(name: str) -> Experiment:
+    """A fresh Experiment for a preset name."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}{_did_you_mean(name, PRESETS)}")
+    return PRESETS[name]().validate()

@@ -1,0 +1,29 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="irislib",
+    version="0.1.0",
+    description="Near-infrared iris image synthesis: VAE + denoising-diffusion hybrid sampling, Colab-first",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="GPL-2.0-only",
+    python_requires=">=3.10",
+    packages=find_packages(include=["irislib", "irislib.*"]),
+    package_data={"irislib": ["py.typed"]},
+    install_requires=[
+        "torch>=2.1",          # never pinned exactly: Colab's preinstalled torch must be kept
+        "numpy>=1.24",
+        "pillow>=9.0",
+        "tqdm>=4.60",
+        "gdown>=5.1,<7",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "notebooks": ["papermill>=2.4", "ipywidgets>=7.6", "ipykernel>=6", "nbformat>=5.7", "matplotlib>=3.5"],
+        "test": ["pytest>=7", "nbval>=0.10", "papermill>=2.4", "ipykernel>=6", "nbformat>=5.7", "nbstripout>=0.6",
+                 "matplotlib>=3.5", "ipywidgets>=7.6", "guided-diffusion-sdk>=1.0", "scipy>=1.8"],
+    },
+    entry_points={"console_scripts": ["irislib=irislib.cli:main"]},
+    classifiers=["License :: OSI Approved :: GNU General Public License v2 (GPLv2)",
+                 "Programming Language :: Python :: 3"],
+)
