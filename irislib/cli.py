@@ -1,0 +1,197 @@
+"""The `irislib` command: thin argparse wrappers around the functions the notebooks call."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, Experiment
+
+
+def _add_experiment_args(p: argparse.ArgumentParser, default_preset: str = "tiny") -> None:
+    p.add_argument("--preset", default=default_preset, help=f"named preset to start from (default: {default_preset}); "
+                   "one of seed-64, seed-128, seed-128-gear, tiny")
+    p.add_argument("--config", help="config.json to start from instead of a preset (e.g. an earlier run's)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field with a dotted key, e.g. --set train.lr=3e-4 (repeatable)")
+    p.add_argument("--data", help="image folder (searched recursively) or synthetic:N (same as --set data.path=...)")
+    p.add_argument("--out", required=True, help="run directory to write (created if missing)")
+    p.add_argument("--resume", default="auto", help="auto (newest valid checkpoint in --out or the mirror), "
+                   "a run or checkpoint directory, or 'no' to start fresh")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def experiment_from_args(args) -> Experiment:
+    """Preset or config file, then --data, then --set overrides; validated."""
+    from . import presets
+    exp = Experiment.from_json(args.config) if args.config else presets.get(args.preset)
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.insert(0, f"data.path={args.data}")
+    return exp.override(overrides).validate()
+
+
+def _resume(value: str):
+    return None if value in ("no", "none", "") else value
+
+
+def cmd_train(args, kind: str) -> None:
+    exp = experiment_from_args(args)  # config errors first, before heavy imports
+    from . import pipeline
+    fn = pipeline.train_vae if kind == "vae" else pipeline.train_diffusion
+    run = fn(exp, args.out, resume=_resume(args.resume), progress=not args.quiet)
+    print(f"run directory: {run}")
+
+
+def cmd_sample(args) -> None:
+    from . import pipeline
+    res = pipeline.sample(args.unet, vae_run=args.vae, out=args.out, n=args.n, strength=args.strength,
+                          steps=args.steps, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size,
+                          device=args.device, bit_depth=args.bit_depth, use_ema=not args.no_ema,
+                          progress=not args.quiet)
+    print(f"wrote {len(res.paths)} images to {args.out} (t0={res.t0}, UNet calls per image={res.nfe})")
+
+
+def cmd_evaluate(args) -> None:
+    from . import pipeline
+    if args.unet:
+        report = pipeline.compare(args.unet, args.vae, args.out, strengths=args.strengths, steps=args.steps,
+                                  n=args.n, seed=args.seed, reference=args.reference, sampler=args.sampler)
+    else:
+        if not args.images:
+            raise ConfigError("evaluate needs --images DIR (a folder of PNGs) or --unet RUN for the comparison report")
+        report = pipeline.evaluate(args.images, reference=args.reference, out=args.out)
+    print(json.dumps(report.get("summary", report), indent=2, default=str)[:4000])
+
+
+def cmd_demo(args) -> None:
+    from . import pipeline
+    out = pipeline.demo(args.out, quick=args.quick)
+    print(f"demo finished: report and grids in {out}")
+
+
+def cmd_synth(args) -> None:
+    from .data.synthetic import write_synthetic
+    paths = write_synthetic(args.out, args.n, size=args.size, seed=args.seed)
+    print(f"wrote {len(paths)} synthetic irises and geometry.json to {args.out}")
+
+
+def cmd_fetch(args) -> None:
+    from . import hub
+    if args.list:
+        for entry in hub.list_checkpoints(args.manifest):
+            print(f"{entry['name']:24s} {entry['kind']:8s} {entry.get('size', '?'):>10} {entry.get('trained_on', '')}")
+        return
+    if not args.name:
+        raise ConfigError("fetch needs a checkpoint NAME (see irislib fetch --list)")
+    print(hub.fetch(args.name, manifest=args.manifest, cache_dir=args.cache_dir))
+
+
+def cmd_register(args) -> None:
+    from . import hub
+    entry = hub.register(args.run, name=args.name, manifest_path=args.manifest, kind=args.kind)
+    print(f"registered {entry['name']} in {args.manifest}")
+
+
+def cmd_import_guided(args) -> None:
+    from . import compat
+    flags = json.loads(Path(args.flags).read_text()) if args.flags and Path(args.flags).is_file() else {}
+    for item in args.flag:
+        key, _, value = item.partition("=")
+        flags[key.lstrip("-")] = value
+    out = compat.import_guided(args.checkpoint, flags, args.out)
+    print(f"imported into run directory {out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="irislib", description="Near-infrared iris synthesis: VAE + diffusion "
+                                     "hybrid sampling. Every subcommand has --help.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for kind in ("vae", "diffusion"):
+        p = sub.add_parser(f"train-{kind}", help=f"train the {kind} model into a run directory (resumable)")
+        _add_experiment_args(p)
+        p.set_defaults(func=lambda a, k=kind: cmd_train(a, k))
+
+    p = sub.add_parser("sample", help="hybrid-sample iris images: VAE draft -> noise to --strength -> denoise")
+    p.add_argument("--unet", required=True, help="diffusion run directory or manifest name")
+    p.add_argument("--vae", help="VAE run directory or manifest name (omit for pure-noise sampling)")
+    p.add_argument("--out", required=True, help="output folder for PNGs, grid.png and settings.json")
+    p.add_argument("--n", type=int, default=16, help="number of images")
+    p.add_argument("--strength", type=float, default=0.5, help="noise std at the start: 0 = keep the VAE draft, "
+                   "1 = pure noise")
+    p.add_argument("--steps", default="50", help="UNet calls per image (int) or a respacing string like ddim25")
+    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++2m"])
+    p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, at any batch size")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--bit-depth", type=int, default=8, choices=[8, 16], help="PNG bit depth for grey images")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("evaluate", help="pupil-geometry metrics of a folder, or the hybrid-vs-vanilla report")
+    p.add_argument("--images", help="folder of generated PNGs to measure")
+    p.add_argument("--unet", help="diffusion run: with it, write the hybrid-vs-vanilla comparison report")
+    p.add_argument("--vae", help="VAE run for the comparison report")
+    p.add_argument("--reference", default="synthetic:64", help="reference images: folder or synthetic:N")
+    p.add_argument("--out", required=True, help="folder for report.json and figures")
+    p.add_argument("--strengths", type=lambda s: [float(x) for x in s.split(",")], default=[0.3, 0.5, 0.7])
+    p.add_argument("--steps", type=int, default=20, help="UNet calls per image, equal for every method")
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++2m"])
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="the full pipeline at tiny scale on synthetic irises (CPU, minutes)")
+    p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    p.add_argument("--quick", action="store_true", help="a few steps only (for tests)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("synth", help="write N synthetic irises as PNG plus geometry.json")
+    p.add_argument("--out", required=True)
+    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("fetch", help="download a checkpoint listed in checkpoints_manifest.json (sha256-checked)")
+    p.add_argument("name", nargs="?", help="checkpoint name")
+    p.add_argument("--list", action="store_true", help="list the manifest's checkpoints")
+    p.add_argument("--manifest", help="manifest path (default: the shipped checkpoints_manifest.json)")
+    p.add_argument("--cache-dir", help="download cache (default: ~/.cache/irislib or $IRISLIB_CACHE)")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("register", help="add a run directory's weights to a local manifest, to share them")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--name")
+    p.add_argument("--kind", choices=["vae", "unet", "refiner"])
+    p.add_argument("--manifest", default="checkpoints_manifest.local.json")
+    p.set_defaults(func=cmd_register)
+
+    p = sub.add_parser("import-guided", help="import a guided-diffusion / improved-diffusion checkpoint")
+    p.add_argument("checkpoint", help="model*.pt or ema_*.pt")
+    p.add_argument("--flags", help="JSON file of the guided-diffusion flags used in training")
+    p.add_argument("--flag", action="append", default=[], metavar="NAME=VALUE",
+                   help="one guided-diffusion flag, e.g. --flag num_channels=128 (repeatable)")
+    p.add_argument("--out", required=True, help="irislib run directory to write")
+    p.set_defaults(func=cmd_import_guided)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"irislib {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Config: JSON round-trip, dotted overrides, and every validation error names its field."""
+import json
+
+import pytest
+
+from irislib.config import (ConfigError, DataConfig, DiffusionConfig, Experiment, TrainConfig, UNetConfig,
+                            VAEConfig, default_channel_mult)
+from irislib import presets
+
+
+@pytest.mark.parametrize("name", presets.names())
+def test_preset_json_round_trip(name, tmp_path):
+    exp = presets.get(name)
+    path = tmp_path / "config.json"
+    exp.to_json(path)
+    assert Experiment.from_json(path) == exp
+    assert Experiment.from_dict(json.loads(path.read_text())) == exp
+
+
+@pytest.mark.parametrize("section", [UNetConfig, DiffusionConfig, VAEConfig, DataConfig, TrainConfig])
+def test_every_section_round_trips_with_non_default_values(section):
+    exp = Experiment()
+    overrides = {"unet.channel_mult": [1, 2, 2], "diffusion.noise_schedule": "cosine", "vae.latent_type": "vector",
+                 "data.crop_csv": "boxes.csv", "train.ema_rate": [0.999, 0.9999]}
+    exp = exp.override(overrides)
+    assert Experiment.from_json(exp.to_json()) == exp
+
+
+def test_dotted_overrides_parse_strings_for_the_field_type():
+    exp = presets.get("tiny").override(["train.lr=3e-4", "unet.attention_resolutions=16,8", "train.max_steps=30",
+                                        "unet.use_checkpoint=true", "train.gear=[[0, 3e-4], [2, 1e-4]]"])
+    assert exp.train.lr == 3e-4 and isinstance(exp.train.lr, float)
+    assert exp.unet.attention_resolutions == [16, 8]
+    assert exp.train.max_steps == 30 and exp.unet.use_checkpoint is True
+    assert exp.train.gear == [[0.0, 3e-4], [2.0, 1e-4]]
+
+
+def test_image_size_shortcut_sets_every_section():
+    exp = presets.get("tiny").override({"image_size": 64, "channels": 3})
+    assert exp.unet.image_size == exp.vae.image_size == exp.data.image_size == 64
+    assert exp.unet.in_channels == exp.vae.in_channels == exp.data.channels == 3
+    exp.validate()
+
+
+def test_override_does_not_mutate_the_original():
+    exp = presets.get("tiny")
+    exp.override({"train.lr": 1.0})
+    assert exp.train.lr == 2e-4
+
+
+@pytest.mark.parametrize("override, words", [
+    (["train.lrr=1"], ["train.lrr", "did you mean 'lr'"]),
+    (["trian.lr=1"], ["trian", "did you mean 'train'"]),
+    (["lr=1"], ["needs a section", "train.lr"]),
+    (["train.lr"], ["key=value"]),
+    (["train.batch_size=abc"], ["train.batch_size", "int"]),
+    (["unet.use_checkpoint=maybe"], ["unet.use_checkpoint", "true or false"]),
+    (["train.lr=2.5.1"], ["train.lr"]),
+])
+def test_bad_overrides_name_the_key(override, words):
+    with pytest.raises(ConfigError) as err:
+        presets.get("tiny").override(override)
+    for w in words:
+        assert w in str(err.value)
+
+
+@pytest.mark.parametrize("override, words", [
+    ({"image_size": 36, "unet.channel_mult": [1, 2, 2, 2]}, ["unet.image_size=36", "2^3", "multiple of 8"]),
+    ({"image_size": 48}, ["unet.channel_mult", "image_size=48", "set it explicitly"]),
+    ({"train.microbatch": 64}, ["microbatch=64", "batch_size=8", "at most 8"]),
+    ({"diffusion.noise_schedule": "cosin"}, ["diffusion.noise_schedule", "linear, cosine", "did you mean 'cosine'"]),
+    ({"train.lr_schedule": "step"}, ["train.lr_schedule", "gear"]),
+    ({"train.precision": "fp8"}, ["train.precision", "bf16"]),
+    ({"data.channels": 2}, ["data.channels=2"]),
+    ({"unet.image_size": 64}, ["image sizes disagree", "image_size=N"]),
+    ({"unet.in_channels": 3}, ["channel counts disagree"]),
+    ({"unet.attention_resolutions": [12]}, ["unet.attention_resolutions", "12"]),
+    ({"unet.image_size": 320, "vae.image_size": 320, "data.image_size": 320}, ["unet.channel_mult", "320"]),
+    ({"train.lr_schedule": "gear", "train.gear": [[1, 1e-4]]}, ["train.gear", "begin at 0"]),
+    ({"train.lr_schedule": "gear", "train.gear": []}, ["train.gear"]),
+    ({"train.ema_rate": [1.5]}, ["train.ema_rate"]),
+    ({"train.batch_size": 0}, ["train.batch_size=0", "positive"]),
+    ({"vae.latent_type": "flat"}, ["vae.latent_type", "spatial, vector"]),
+    ({"unet.num_head_channels": 24}, ["unet.num_head_channels=24"]),
+])
+def test_validation_errors_name_the_field(override, words):
+    with pytest.raises(ConfigError) as err:
+        presets.get("tiny").override(override).validate()
+    for w in words:
+        assert w in str(err.value), str(err.value)
+
+
+def test_unknown_json_keys_are_rejected(tmp_path):
+    d = presets.get("tiny").to_dict()
+    d["train"]["batchsize"] = 4
+    with pytest.raises(ConfigError, match=r"unknown field train.batchsize; did you mean 'batch_size'"):
+        Experiment.from_dict(d)
+    d = presets.get("tiny").to_dict()
+    d["model"] = {}
+    with pytest.raises(ConfigError, match="unknown section 'model'"):
+        Experiment.from_dict(d)
+    bad = tmp_path / "c.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="c.json is not valid JSON"):
+        Experiment.from_json(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Experiment.from_json(tmp_path / "missing.json")
+
+
+def test_channel_mult_defaults_follow_guided_diffusion():
+    assert default_channel_mult(64) == [1, 2, 3, 4]
+    assert default_channel_mult(128) == [1, 1, 2, 3, 4]
+    assert UNetConfig(image_size=320, channel_mult=[1, 1, 2, 2, 4]).resolved_channel_mult() == [1, 1, 2, 2, 4]
+    UNetConfig(image_size=320, channel_mult=[1, 1, 2, 2, 4], attention_resolutions=[20, 10]).validate()
