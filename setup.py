@@ -17,6 +17,7 @@ setup(
         "tqdm>=4.60",
         "gdown>=5.1,<7",
         "safetensors>=0.4",
+        "matplotlib>=3.5",     # report figures (preinstalled in Colab)
     ],
     extras_require={
         "notebooks": ["papermill>=2.4", "ipywidgets>=7.6", "ipykernel>=6", "nbformat>=5.7", "matplotlib>=3.5"],

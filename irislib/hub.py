@@ -1,0 +1,382 @@
+"""Named checkpoints: a JSON manifest, verified downloads (gdown) and a local cache.
+
+Manifest schema (`checkpoints_manifest.json`, version 1)::
+
+    {"version": 1,
+     "checkpoints": [
+       {"name": "iris64-unet",                 # unique; what fetch() takes
+        "kind": "unet",                        # vae | unet | refiner
+        "filename": "ema_0.9999.safetensors",  # optional: name in the cache (default: the first source's basename)
+        "sha256": "<64 hex digits>",           # checked BEFORE anything is loaded
+        "size": 123456,                        # bytes; a shorter file is a truncated download
+        "config": {...},                       # Experiment dict (or the sections needed); saved as config.json
+        "trained_on": "synthetic:2000",        # data the weights saw (free text)
+        "command": "irislib train-diffusion --preset seed-64 ...",  # how to reproduce them
+        "sources": [                           # tried in order until one gives a file with the right hash
+          {"type": "repo", "path": "checkpoints/iris64-unet.safetensors"},  # relative to the manifest's folder,
+                                               # then to the repository root; "path" is an alias (absolute allowed)
+          {"type": "url", "url": "https://example.org/iris64-unet.safetensors"},
+          {"type": "gdrive", "id": "1AbCdEf..."}],  # a Drive file shared "Anyone with the link"
+        "files": [{"filename": ..., "sha256": ..., "size": ..., "sources": [...]}]}  # optional extra files
+     ]}
+
+`fetch(name)` puts the weights in `<cache>/<name>/<filename>` (cache = $IRISLIB_CACHE or ~/.cache/irislib) with
+the entry's config beside them as `config.json`, and returns the weights path. A download goes to a private temp
+folder in the cache, is checked (HTML error page, size, sha256) and only then moved into place; a failed source
+leaves nothing behind and the next source is tried. A cached file whose hash verifies is reused without network.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .config import ConfigError
+
+KINDS = ("vae", "unet", "refiner")
+SOURCE_TYPES = ("repo", "path", "url", "gdrive")
+MANIFEST_NAME = "checkpoints_manifest.json"
+LOCAL_MANIFEST_NAME = "checkpoints_manifest.local.json"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+QUOTA_TEXT = "Too many users have viewed or downloaded this file recently"
+
+
+class FetchError(FileNotFoundError):
+    """No source gave a file with the manifest's size and sha256; the message lists what each source did."""
+
+
+class _SourceFailed(Exception):
+    """One source failed; the message says why in user terms."""
+
+
+# --- manifest ----------------------------------------------------------------------------------------------
+def default_cache_dir() -> Path:
+    """$IRISLIB_CACHE, else ~/.cache/irislib."""
+    return Path(os.environ.get("IRISLIB_CACHE") or Path.home() / ".cache" / "irislib").expanduser()
+
+
+def default_manifests() -> list[Path]:
+    """Manifests read when none is given: $IRISLIB_MANIFEST or the shipped one, then ./checkpoints_manifest.local.json."""
+    shipped = [Path(os.environ["IRISLIB_MANIFEST"])] if os.environ.get("IRISLIB_MANIFEST") else [
+        REPO_ROOT / MANIFEST_NAME, Path(__file__).resolve().parent / MANIFEST_NAME]
+    found = [p for p in shipped if p.is_file()][:1]
+    local = Path.cwd() / LOCAL_MANIFEST_NAME
+    return found + ([local] if local.is_file() else [])
+
+
+def load_manifest(manifest: str | Path | dict | None = None) -> list[dict]:
+    """Validated entries of a manifest (path, dict or None = the defaults); later manifests override names."""
+    if isinstance(manifest, dict):
+        docs = [(manifest, Path.cwd(), "manifest")]
+    else:
+        paths = [Path(manifest)] if manifest is not None else default_manifests()
+        docs = [(_read_json(p), p.resolve().parent, str(p)) for p in paths]
+    entries: dict[str, dict] = {}
+    for doc, base, source in docs:
+        for i, entry in enumerate(_validate_doc(doc, source)):
+            entries[entry["name"]] = {**entry, "_base": str(base), "_manifest": f"{source} checkpoints[{i}]"}
+    return list(entries.values())
+
+
+def list_checkpoints(manifest: str | Path | dict | None = None) -> list[dict]:
+    """One summary dict per manifest entry: name, kind, size, trained_on, source types."""
+    return [{"name": e["name"], "kind": e["kind"], "size": e["size"], "trained_on": e.get("trained_on", ""),
+             "sources": [s["type"] for s in e["sources"]]} for e in load_manifest(manifest)]
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint manifest {path} does not exist; pass manifest=<path to a "
+                                f"{MANIFEST_NAME}> or create one with irislib.hub.register(run_dir)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e}") from None
+
+
+def _validate_doc(doc: dict, source: str) -> list[dict]:
+    if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("checkpoints"), list):
+        raise ConfigError(f"{source}: expected {{\"version\": 1, \"checkpoints\": [...]}}")
+    for i, entry in enumerate(doc["checkpoints"]):
+        where = f"{source} checkpoints[{i}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
+            raise ConfigError(f"{where}: every entry needs a non-empty \"name\"")
+        if entry.get("kind") not in KINDS:
+            raise ConfigError(f"{where}.kind={entry.get('kind')!r}: use one of {', '.join(KINDS)}")
+        _validate_file(entry, where)
+        for j, extra in enumerate(entry.get("files", [])):
+            _validate_file(extra, f"{where}.files[{j}]")
+            if "filename" not in extra:
+                raise ConfigError(f"{where}.files[{j}] needs a \"filename\"")
+    return doc["checkpoints"]
+
+
+def _validate_file(spec: dict, where: str) -> None:
+    sha = spec.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower()):
+        raise ConfigError(f"{where}.sha256 must be 64 hex digits (sha256sum of the file)")
+    if not isinstance(spec.get("size"), int) or spec["size"] < 0:
+        raise ConfigError(f"{where}.size must be the file size in bytes")
+    if not isinstance(spec.get("sources"), list) or not spec["sources"]:
+        raise ConfigError(f"{where}.sources must list at least one source (repo path, url or gdrive id)")
+    for k, src in enumerate(spec["sources"]):
+        key = {"repo": "path", "path": "path", "url": "url", "gdrive": "id"}.get(src.get("type"))
+        if key is None or not isinstance(src.get(key), str) or not src[key]:
+            raise ConfigError(f"{where}.sources[{k}] must be {{\"type\": \"repo\", \"path\": ...}}, "
+                              f"{{\"type\": \"url\", \"url\": ...}} or {{\"type\": \"gdrive\", \"id\": ...}}")
+
+
+# --- fetch -------------------------------------------------------------------------------------------------
+def fetch(name: str, manifest: str | Path | dict | None = None, cache_dir: str | Path | None = None,
+          quiet: bool = True) -> Path:
+    """Path of the verified weights of checkpoint `name`, fetched into the cache if needed."""
+    entries = {e["name"]: e for e in load_manifest(manifest)}
+    if name not in entries:
+        hint = difflib.get_close_matches(name, list(entries), n=1)
+        raise ValueError(f"no checkpoint named {name!r} in the manifest"
+                         + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(entries) or 'none'}"))
+    entry = entries[name]
+    dest = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    dest = dest / name
+    dest.mkdir(parents=True, exist_ok=True)
+    main = {**entry, "filename": entry.get("filename") or _default_filename(entry)}
+    path = _fetch_file(main, dest, Path(entry["_base"]), quiet, f"checkpoint {name!r}")
+    for extra in entry.get("files", []):
+        _fetch_file(extra, dest, Path(entry["_base"]), quiet, f"checkpoint {name!r} file {extra['filename']!r}")
+    if "config" in entry:
+        _write_atomic(dest / "config.json", json.dumps(entry["config"], indent=2) + "\n")
+    return path
+
+
+def _default_filename(entry: dict) -> str:
+    first = entry["sources"][0]
+    base = os.path.basename(first.get("path") or first.get("url", "").split("?")[0])
+    return base if base.endswith((".safetensors", ".pt", ".pth")) else f"{entry['name']}.safetensors"
+
+
+def _fetch_file(spec: dict, dest: Path, base: Path, quiet: bool, label: str) -> Path:
+    """Cached copy if it verifies, else each source in turn into a temp folder, verify, then os.replace."""
+    target = dest / spec["filename"]
+    if target.is_file():
+        problem = _check_file(target, spec)
+        if problem is None:
+            _say(f"{label}: using verified cached file {target}", quiet)
+            return target
+        _say(f"{label}: cached file {target} fails its check ({problem}); deleting it and fetching again", False)
+        target.unlink()
+    sources, errors = spec["sources"], []
+    for i, src in enumerate(sources):
+        tmpdir = Path(tempfile.mkdtemp(prefix=".fetch-", dir=dest))
+        try:
+            tmp = tmpdir / spec["filename"]
+            _obtain(src, tmp, base, quiet)
+            problem = _check_file(tmp, spec)
+            if problem is not None:
+                raise _SourceFailed(f"{problem}; the downloaded file was deleted")
+            os.replace(tmp, target)  # same filesystem: atomic
+            _say(f"{label}: fetched from {_describe(src)} and verified sha256", quiet)
+            return target
+        except _SourceFailed as e:
+            msg = f"source {i + 1}/{len(sources)} ({_describe(src)}) failed: {e}"
+            errors.append(msg)
+            nxt = f"; trying source {i + 2} ({_describe(sources[i + 1])})" if i + 1 < len(sources) else ""
+            _say(f"{label}: {msg}{nxt}", False)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    raise FetchError(f"could not fetch {label}; every source failed:\n  " + "\n  ".join(errors)
+                     + f"\nPut a copy with sha256 {spec['sha256']} at {target}, or add a working source to the manifest.")
+
+
+def _obtain(src: dict, tmp: Path, base: Path, quiet: bool) -> None:
+    """Copy or download one source to `tmp`; raise _SourceFailed with a user-level reason."""
+    if src["type"] in ("repo", "path"):
+        found = _resolve_local(src["path"], base)
+        if found is None:
+            raise _SourceFailed(f"no file at {src['path']} (looked in {base} and {REPO_ROOT})")
+        shutil.copyfile(found, tmp)
+        return
+    import gdown  # lazy: pulls in requests and bs4
+    try:
+        # Only url/id/output/quiet: the keywords gdown 5.x and 6.x share (6.0 dropped fuzzy=).
+        if src["type"] == "url":
+            result = gdown.download(url=src["url"], output=str(tmp), quiet=quiet)
+        else:
+            result = gdown.download(id=src["id"], output=str(tmp), quiet=quiet)
+    except Exception as e:  # gdown/requests raise many types; each becomes a reason and the next source
+        raise _SourceFailed(_explain(e)) from None
+    if result is None or not tmp.is_file():  # gdown < 6 returned None on some failures
+        raise _SourceFailed("gdown returned no file")
+
+
+def _resolve_local(path: str, base: Path) -> Path | None:
+    p = Path(path).expanduser()
+    candidates = [p] if p.is_absolute() else [base / p, REPO_ROOT / p]
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def _explain(e: Exception) -> str:
+    """A gdown/requests exception as a reason a user can act on."""
+    text = str(e)
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if QUOTA_TEXT.lower() in text.lower():
+        return _quota_reason()
+    if status == 404:
+        return "HTTP 404 not found: the URL or Drive id is wrong, or the file was moved or deleted"
+    if status in (401, 403):
+        return (f"HTTP {status} permission denied: the file is not public (a Drive file must be shared as "
+                f"'Anyone with the link')")
+    if status is not None:
+        return f"HTTP {status} error from the server: {text.splitlines()[0] if text else ''}"
+    if "public link" in text or "permission" in text.lower():
+        return ("Google Drive refused the file: it is not shared publicly ('Anyone with the link') or does not "
+                "exist; check the id")
+    if "incomplete" in text.lower() or "IncompleteRead" in text or "ChunkedEncoding" in type(e).__name__:
+        return f"truncated download (the connection closed early): {text.splitlines()[0]}"
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else 'download failed'}"
+
+
+def _quota_reason() -> str:
+    return (f"Google Drive download quota exceeded (\"{QUOTA_TEXT}\"): wait up to 24 h, or download it in a "
+            f"browser and put it in the cache, or use another source")
+
+
+def _check_file(path: Path, spec: dict) -> str | None:
+    """None if `path` has the manifest's size and sha256, else what is wrong (an HTML page, truncation, hash)."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html")) and size != spec["size"]:
+        return _html_reason(path)
+    if size != spec["size"]:
+        kind = "truncated download" if size < spec["size"] else "file larger than expected"
+        return f"{kind}: got {size} bytes, the manifest says {spec['size']}"
+    digest = sha256_file(path)
+    if digest != spec["sha256"].lower():
+        return f"sha256 mismatch: got {digest}, the manifest says {spec['sha256'].lower()}"
+    return None
+
+
+def _html_reason(path: Path) -> str:
+    text = path.read_bytes()[:200_000].decode("utf-8", "replace")
+    if QUOTA_TEXT.lower() in text.lower():
+        return _quota_reason() + " (the server sent an HTML page instead of the file)"
+    low = text.lower()
+    if "404" in low or "not found" in low:
+        return "got an HTML 'not found' page instead of the file: the URL or id is wrong or the file was deleted"
+    if "403" in low or "forbidden" in low or "permission" in low or "access denied" in low:
+        return "got an HTML 'access denied' page instead of the file: the file is not shared publicly"
+    return "got an HTML page instead of the file (a login, error or quota page)"
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _describe(src: dict) -> str:
+    return {"repo": "repo path {path}", "path": "path {path}", "url": "URL {url}",
+            "gdrive": "Google Drive id {id}"}[src["type"]].format(**src)
+
+
+def _say(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"irislib.hub: {msg}", file=sys.stderr)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# --- register ----------------------------------------------------------------------------------------------
+def register(run_dir: str | Path, name: str | None = None, manifest_path: str | Path = LOCAL_MANIFEST_NAME,
+             kind: str | None = None) -> dict:
+    """Add a run directory's weights to a local manifest (sha256, size, config, a path source); returns the entry.
+
+    Add a {"type": "gdrive", "id": ...} source by hand after uploading the file to Drive to share it.
+    """
+    run = Path(run_dir)
+    cfg_path = run / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} does not exist; register takes a run directory written by "
+                                f"irislib.train_vae / train_diffusion")
+    weights = _run_weights(run)
+    kind = kind or _guess_kind(weights, json.loads(cfg_path.read_text()))
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
+    manifest_path = Path(manifest_path)
+    base = manifest_path.resolve().parent
+    try:
+        src_path = str(weights.resolve().relative_to(base))
+    except ValueError:
+        src_path = str(weights.resolve())
+    config = json.loads(cfg_path.read_text())
+    entry = {"name": name or run.resolve().name, "kind": kind, "filename": weights.name,
+             "sha256": sha256_file(weights), "size": weights.stat().st_size, "config": config,
+             "trained_on": config.get("data", {}).get("path", ""), "command": "",
+             "sources": [{"type": "path", "path": src_path}]}
+    doc = _read_json(manifest_path) if manifest_path.is_file() else {"version": 1, "checkpoints": []}
+    _validate_doc(doc, str(manifest_path))
+    doc["checkpoints"] = [e for e in doc["checkpoints"] if e["name"] != entry["name"]] + [entry]
+    manifest_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(manifest_path, json.dumps(doc, indent=2) + "\n")
+    return entry
+
+
+def _run_weights(run: Path) -> Path:
+    """The weights to publish: the safetensors files named by latest.json (EMA preferred), else any in the run."""
+    files = _files_from_latest(run)
+    if not files:
+        files = sorted(run.rglob("*.safetensors"), key=lambda p: (p.stat().st_mtime, str(p)))
+        newest_dir = files[-1].parent if files else None
+        files = [p for p in files if p.parent == newest_dir]
+    if not files:
+        raise FileNotFoundError(f"no *.safetensors weights in {run} (nor named by {run / 'latest.json'}); "
+                                f"train first, or pass the run directory that holds the checkpoints")
+    ema = sorted((p for p in files if "ema" in p.name.lower()), key=lambda p: p.name)
+    return ema[-1] if ema else sorted(files, key=lambda p: p.name)[0]
+
+
+def _files_from_latest(run: Path) -> list[Path]:
+    """Safetensors files listed in latest.json, checked against its sha256 entries when present."""
+    pointer = run / "latest.json"
+    if not pointer.is_file():
+        return []
+    doc = json.loads(pointer.read_text())
+    folder = doc.get("dir") or doc.get("checkpoint") or doc.get("path") or ""
+    listed = doc.get("files", {})
+    items = listed.items() if isinstance(listed, dict) else [(f.get("name") or f.get("path"), f) for f in listed]
+    out = []
+    for fname, meta in items:
+        if not str(fname).endswith(".safetensors"):
+            continue
+        path = next((p for p in (run / folder / fname, run / fname) if p.is_file()), None)
+        if path is None:
+            raise FileNotFoundError(f"{pointer} names {fname} but it is missing; the run directory is incomplete")
+        want = meta.get("sha256") if isinstance(meta, dict) else meta if isinstance(meta, str) else None
+        if want and sha256_file(path) != want:
+            raise ValueError(f"{path} does not match the sha256 in {pointer}; the checkpoint is corrupt, "
+                             f"register an earlier one")
+        out.append(path)
+    return out
+
+
+def _guess_kind(weights: Path, config: dict) -> str:
+    """unet/refiner if the tensor names are guided-diffusion's UNet layout, else vae (read from the header only)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights), framework="pt") as f:
+        keys = list(f.keys())
+    if any(k.startswith(("input_blocks.", "middle_block.", "output_blocks.")) for k in keys):
+        return "refiner" if config.get("unet", {}).get("cond_channels", 0) > 0 else "unet"
+    return "vae"

@@ -1,0 +1,82 @@
+"""Image files of generated samples: tensors in [-1, 1] <-> 8/16-bit PNGs and grids (not run directories)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+
+
+def to_numpy01(images: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] in [-1, 1] -> float array [N, H, W] (grey) or [N, H, W, 3] in [0, 1]."""
+    x = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2).numpy()
+    return x[:, 0] if x.shape[1] == 1 else x.transpose(0, 2, 3, 1)
+
+
+def to_pil(image01: np.ndarray, bit_depth: int = 8) -> Image.Image:
+    """One [H, W] or [H, W, 3] image in [0, 1] -> PIL image (16-bit only for grey)."""
+    if bit_depth == 16 and image01.ndim == 2:
+        return Image.fromarray(np.round(image01 * 65535).astype(np.uint16))
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth={bit_depth}: use 8 or 16")
+    return Image.fromarray(np.round(image01 * 255).astype(np.uint8))
+
+
+def save_images(images: torch.Tensor, out_dir: str | Path, prefix: str = "sample", bit_depth: int = 8,
+                start: int = 0) -> list[Path]:
+    """Write one PNG per image as <prefix>_00000.png ...; returns the paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, img in enumerate(to_numpy01(images)):
+        path = out / f"{prefix}_{start + i:05d}.png"
+        to_pil(img, bit_depth).save(path)
+        paths.append(path)
+    return paths
+
+
+def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> Image.Image:
+    """Tile [N, C, H, W] images in [-1, 1] into one 8-bit PIL image."""
+    arr = to_numpy01(images)
+    n, h, w = arr.shape[0], arr.shape[1], arr.shape[2]
+    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
+    rows = int(math.ceil(n / nrow))
+    shape = (rows * (h + pad) + pad, nrow * (w + pad) + pad) + arr.shape[3:]
+    canvas = np.ones(shape, dtype=np.float32)
+    for i, img in enumerate(arr):
+        r, c = divmod(i, nrow)
+        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
+    return to_pil(canvas, 8)
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """make_grid and write it as PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_grid(images, nrow).save(path)
+    return path
+
+
+def load_images(folder: str | Path, limit: int | None = None) -> np.ndarray:
+    """Grey images of a folder (sorted, same size) as float [N, H, W] in [0, 1]; for evaluation."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder {folder} does not exist")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name != "grid.png")
+    if not files:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    out = []
+    for p in files[:limit]:
+        with Image.open(p) as im:
+            a = np.asarray(im)
+        scale = 65535.0 if a.dtype == np.uint16 or a.max() > 255 else 255.0
+        a = a.astype(np.float32) / scale
+        out.append(a.mean(axis=-1) if a.ndim == 3 else a)
+    shapes = {a.shape for a in out}
+    if len(shapes) > 1:
+        raise ValueError(f"images in {folder} have different sizes {sorted(shapes)}; resize them to one size")
+    return np.stack(out)

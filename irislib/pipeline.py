@@ -1,0 +1,170 @@
+"""Entry points shared by the notebooks and the CLI: train the VAE / diffusion model, load runs, sample."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, hybrid, imageio
+from .config import ConfigError, Experiment
+from .data import make_dataset
+from .diffusion import GaussianDiffusion
+from .diffusion.resample import make_t_sampler
+from .models.prior import GaussianMixturePrior
+from .models.unet import UNet
+from .models.vae import VAE
+from .train import Trainer
+from .train.tasks import DiffusionTask, VAETask
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for but no CUDA GPU is visible; use --device cpu")
+    return torch.device(name)
+
+
+def build_diffusion(exp: Experiment, timestep_respacing: str | None = None) -> GaussianDiffusion:
+    """The Gaussian diffusion of an experiment (tables only, no parameters)."""
+    return GaussianDiffusion(exp.diffusion, learn_sigma=exp.unet.learn_sigma)
+
+
+# --- training ------------------------------------------------------------------------------------------------
+def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto", progress: bool = True) -> Path:
+    """Train the UNet of `exp` into run directory `out`; resumes from its newest valid checkpoint by default."""
+    exp = exp.validate()
+    run_dir = Path(out)
+    diffusion = build_diffusion(exp)
+    model = UNet(exp.unet)
+    task = DiffusionTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion))
+
+    def sample_fn(net, step: int) -> None:
+        res = hybrid.sample(net, diffusion, seeds=list(range(8)), strength=1.0, steps=20, sampler="ddim")
+        checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
+
+    Trainer(model, task, make_dataset(exp.data), exp, run_dir, resume=resume, progress=progress,
+            sample_fn=sample_fn).run()
+    return run_dir
+
+
+def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", progress: bool = True) -> Path:
+    """Train the VAE of `exp` into `out`, then fit the Gaussian-mixture prior to its training latents."""
+    exp = exp.validate()
+    run_dir = Path(out)
+    model = VAE(exp.vae)
+    dataset = make_dataset(exp.data)
+
+    def sample_fn(net, step: int) -> None:
+        drafts = hybrid.draw_drafts(net, list(range(8)), device=next(net.parameters()).device)
+        checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
+
+    trainer = Trainer(model, VAETask(exp.vae), dataset, exp, run_dir, resume=resume, progress=progress,
+                      sample_fn=sample_fn)
+    trainer.run()
+    if exp.vae.prior == "gmm" and trainer.is_main:
+        _fit_prior(run_dir, exp, dataset)
+    return run_dir
+
+
+@torch.no_grad()
+def _fit_prior(run_dir: Path, exp: Experiment, dataset) -> None:
+    """Fit the GMM prior on the EMA VAE's posterior means of the training images (DiffuseVAE: N(0,I) has holes)."""
+    vae, _ = load_vae(run_dir, device="cpu", with_prior=False)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=False)
+    means = torch.cat([vae.encode(x)[0].flatten(1) for x in loader])  # [N, D]
+    k = max(1, min(exp.vae.gmm_components, len(means) // 4))
+    prior = GaussianMixturePrior(k, means.shape[1])
+    prior.fit(means, generator=torch.Generator().manual_seed(exp.train.seed))
+    checkpoint.save_prior(run_dir, prior.state_dict())
+
+
+# --- loading -------------------------------------------------------------------------------------------------
+def _resolve_run(ref: str | Path) -> Path:
+    """A run directory, or a manifest name fetched (sha256-checked) into the cache."""
+    path = Path(ref)
+    if path.exists():
+        return path
+    from . import hub
+    try:
+        return Path(hub.fetch_run(str(ref)))
+    except KeyError:
+        raise FileNotFoundError(f"{ref!r} is neither a run directory nor a name in checkpoints_manifest.json "
+                                f"(see `irislib fetch --list`)") from None
+
+
+def load_unet(ref: str | Path, device="cpu", use_ema: bool = True):
+    """(UNet in eval mode, GaussianDiffusion, Experiment) from a diffusion run directory or manifest name."""
+    exp, state = checkpoint.load_run(_resolve_run(ref), use_ema=use_ema)
+    model = UNet(exp.unet)
+    model.load_state_dict(state)
+    return model.to(device).eval(), build_diffusion(exp), exp
+
+
+def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bool = True):
+    """(VAE in eval mode, fitted prior or None) from a VAE run directory or manifest name."""
+    run = _resolve_run(ref)
+    exp, state = checkpoint.load_run(run, use_ema=use_ema)
+    vae = VAE(exp.vae)
+    vae.load_state_dict(state)
+    prior = None
+    if with_prior and exp.vae.prior == "gmm":
+        prior_state = checkpoint.load_prior(run)
+        if prior_state is not None:
+            prior = GaussianMixturePrior(*_prior_dims(prior_state))
+            prior.load_state_dict(prior_state)
+            prior = prior.to(device)
+    return vae.to(device).eval(), prior
+
+
+def _prior_dims(state: dict) -> tuple[int, int]:
+    k, d = state["means"].shape
+    return int(k), int(d)
+
+
+# --- sampling ------------------------------------------------------------------------------------------------
+@dataclass
+class SampleResult:
+    """Images in [-1, 1], the VAE drafts, the start timestep, UNet calls per image and written files."""
+    images: torch.Tensor
+    drafts: torch.Tensor | None
+    t0: int
+    nfe: int
+    paths: list[Path] = field(default_factory=list)
+
+
+def sample(unet_run, vae_run=None, out=None, n: int = 16, strength: float = 0.5, steps: int | str = 50,
+           sampler: str = "ddim", seed: int = 0, batch_size: int = 16, device: str = "auto", bit_depth: int = 8,
+           use_ema: bool = True, progress: bool = False) -> SampleResult:
+    """Hybrid-sample n images (strength 1 or no VAE = pure noise); writes PNGs, grid.png, settings.json to out."""
+    dev = resolve_device(device)
+    steps = int(steps) if isinstance(steps, str) and steps.isdigit() else steps
+    unet, diffusion, _ = load_unet(unet_run, dev, use_ema)
+    vae, prior = load_vae(vae_run, dev, use_ema) if vae_run is not None else (None, None)
+    if vae is None and strength < 1.0:
+        raise ConfigError(f"strength={strength} needs a VAE run (--vae); use strength=1 for pure-noise sampling")
+    images, drafts, res = [], [], None
+    for start in range(0, n, batch_size):
+        seeds = [seed + i for i in range(start, min(n, start + batch_size))]
+        res = hybrid.sample(unet, diffusion, seeds=seeds, vae=vae, prior=prior, strength=strength, steps=steps,
+                            sampler=sampler, progress=progress)
+        images.append(res.images.cpu())
+        drafts.append(res.drafts.cpu() if res.drafts is not None else None)
+    result = SampleResult(torch.cat(images), None if drafts[0] is None else torch.cat(drafts), res.t0, res.nfe)
+    if out is not None:
+        result.paths = _write_samples(Path(out), result, bit_depth, dict(
+            unet_run=str(unet_run), vae_run=None if vae_run is None else str(vae_run), n=n, strength=strength,
+            steps=steps, sampler=sampler, seed=seed, t0=res.t0, nfe=res.nfe, use_ema=use_ema, bit_depth=bit_depth))
+    return result
+
+
+def _write_samples(out: Path, result: SampleResult, bit_depth: int, settings: dict) -> list[Path]:
+    paths = imageio.save_images(result.images, out, "sample", bit_depth)
+    imageio.save_grid(result.images, out / "grid.png")
+    if result.drafts is not None:
+        imageio.save_grid(result.drafts, out / "drafts_grid.png")
+    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return paths
