@@ -77,12 +77,15 @@ def main(argv=None) -> dict:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     p.add_argument("--checkpoint", action="store_true", help="gradient checkpointing in both models")
+    p.add_argument("--compile", action="store_true", help="torch.compile both models (inductor)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0 = torch's default")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     ours, guided = build_pair(args)
+    if args.compile:
+        ours, guided = torch.compile(ours), torch.compile(guided)
     steps = {"irislib": make_step(ours, args), "guided": make_step(guided, args)}
     for _ in range(args.warmup):
         for s in steps.values():
@@ -95,7 +98,7 @@ def main(argv=None) -> dict:
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else (platform.processor() or "cpu")
     print(f"device={device} threads={torch.get_num_threads()} size={args.size} channels={args.channels} "
           f"res_blocks={args.res_blocks} attention={args.attention} batch={args.batch} "
-          f"precision={args.precision} checkpoint={args.checkpoint} repeats={args.repeats}")
+          f"precision={args.precision} checkpoint={args.checkpoint} compile={args.compile} repeats={args.repeats}")
     print(f"irislib  {med['irislib'] * 1e3:9.1f} ms/step")
     print(f"guided   {med['guided'] * 1e3:9.1f} ms/step")
     print(f"ratio irislib/guided = {med['irislib'] / med['guided']:.3f}")

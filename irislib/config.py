@@ -61,6 +61,9 @@ class UNetConfig:
 
     def validate(self, section: str = "unet") -> None:
         _positive(self, section, "image_size", "in_channels", "num_channels", "num_res_blocks")
+        if self.num_channels % 32:
+            raise ConfigError(f"{section}.num_channels={self.num_channels}: group norm uses 32 groups, so use a "
+                              f"multiple of 32 (e.g. {max(32, self.num_channels // 32 * 32)})")
         mult = self.resolved_channel_mult()
         levels = len(mult) - 1
         if self.image_size % (2 ** levels):
@@ -117,6 +120,9 @@ class VAEConfig:
     def validate(self, section: str = "vae") -> None:
         _positive(self, section, "image_size", "in_channels", "base_channels", "num_res_blocks",
                   "latent_channels", "latent_dim", "gmm_components")
+        if self.base_channels % 32:
+            raise ConfigError(f"{section}.base_channels={self.base_channels}: group norm uses 32 groups, so use a "
+                              f"multiple of 32")
         _choice(self, section, "latent_type", LATENT_TYPES)
         _choice(self, section, "recon_loss", RECON_LOSSES)
         _choice(self, section, "prior", PRIORS)

@@ -12,6 +12,7 @@ Manifest schema (`checkpoints_manifest.json`, version 1)::
         "config": {...},                       # Experiment dict (or the sections needed); saved as config.json
         "trained_on": "synthetic:2000",        # data the weights saw (free text)
         "command": "irislib train-diffusion --preset seed-64 ...",  # how to reproduce them
+        "step": 250000,                        # optional: training step of the weights (default 0)
         "sources": [                           # tried in order until one gives a file with the right hash
           {"type": "repo", "path": "checkpoints/iris64-unet.safetensors"},  # relative to the manifest's folder,
                                                # then to the repository root; "path" is an alias (absolute allowed)
@@ -21,7 +22,9 @@ Manifest schema (`checkpoints_manifest.json`, version 1)::
      ]}
 
 `fetch(name)` puts the weights in `<cache>/<name>/<filename>` (cache = $IRISLIB_CACHE or ~/.cache/irislib) with
-the entry's config beside them as `config.json`, and returns the weights path. A download goes to a private temp
+the entry's config beside them as `config.json`, and returns the weights path. `fetch_run(name)` also builds
+`<cache>/<name>/run/`, a run directory that `irislib.checkpoint.load_run` reads (one checkpoint at the entry's
+"step", default 0, holding the published weights as model.safetensors; extra files go to the run's top level). A download goes to a private temp
 folder in the cache, is checked (HTML error page, size, sha256) and only then moved into place; a failed source
 leaves nothing behind and the next source is tried. A cached file whose hash verifies is reused without network.
 """
@@ -48,6 +51,13 @@ QUOTA_TEXT = "Too many users have viewed or downloaded this file recently"
 
 class FetchError(FileNotFoundError):
     """No source gave a file with the manifest's size and sha256; the message lists what each source did."""
+
+
+class UnknownCheckpointError(KeyError, ValueError):
+    """No manifest entry has that name (a KeyError and a ValueError, so either `except` works)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class _SourceFailed(Exception):
@@ -138,7 +148,7 @@ def fetch(name: str, manifest: str | Path | dict | None = None, cache_dir: str |
     entries = {e["name"]: e for e in load_manifest(manifest)}
     if name not in entries:
         hint = difflib.get_close_matches(name, list(entries), n=1)
-        raise ValueError(f"no checkpoint named {name!r} in the manifest"
+        raise UnknownCheckpointError(f"no checkpoint named {name!r} in the manifest"
                          + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(entries) or 'none'}"))
     entry = entries[name]
     dest = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
@@ -151,6 +161,37 @@ def fetch(name: str, manifest: str | Path | dict | None = None, cache_dir: str |
     if "config" in entry:
         _write_atomic(dest / "config.json", json.dumps(entry["config"], indent=2) + "\n")
     return path
+
+
+def fetch_run(name: str, manifest: str | Path | dict | None = None, cache_dir: str | Path | None = None,
+              quiet: bool = True) -> Path:
+    """A run directory for checkpoint `name` (built once from the verified download) that load_run reads."""
+    weights = fetch(name, manifest, cache_dir, quiet)
+    entry = {e["name"]: e for e in load_manifest(manifest)}[name]
+    run = weights.parent / "run"
+    stamp = run / ".source_sha256"
+    if stamp.is_file() and stamp.read_text().strip() == entry["sha256"]:
+        return run
+    from safetensors.torch import load_file  # safe: plain tensors, and the sha256 was checked above
+
+    from . import checkpoint
+    from .config import Experiment
+
+    if "config" not in entry:
+        raise ConfigError(f"{entry['_manifest']} has no \"config\"; fetch_run needs it to rebuild the model")
+    tmp = Path(tempfile.mkdtemp(prefix=".run-", dir=weights.parent))
+    try:
+        exp = Experiment.from_dict(entry["config"], entry["_manifest"] + ".config")
+        state = {"model": load_file(str(weights)), "ema": {}, "trainer": {"step": int(entry.get("step", 0))}}
+        checkpoint.save(tmp, state, exp)
+        for extra in entry.get("files", []):
+            shutil.copyfile(weights.parent / extra["filename"], tmp / extra["filename"])
+        (tmp / stamp.name).write_text(entry["sha256"] + "\n")
+        shutil.rmtree(run, ignore_errors=True)
+        os.replace(tmp, run)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return run
 
 
 def _default_filename(entry: dict) -> str:
@@ -267,9 +308,11 @@ def _html_reason(path: Path) -> str:
         return _quota_reason() + " (the server sent an HTML page instead of the file)"
     low = text.lower()
     if "404" in low or "not found" in low:
-        return "got an HTML 'not found' page instead of the file: the URL or id is wrong or the file was deleted"
+        return ("not found: the server sent an HTML 'not found' page instead of the file; the URL or id is wrong "
+                "or the file was moved or deleted")
     if "403" in low or "forbidden" in low or "permission" in low or "access denied" in low:
-        return "got an HTML 'access denied' page instead of the file: the file is not shared publicly"
+        return ("permission denied: the server sent an HTML 'access denied' page instead of the file; it is not "
+                "shared publicly (a Drive file must be shared as 'Anyone with the link')")
     return "got an HTML page instead of the file (a login, error or quota page)"
 
 

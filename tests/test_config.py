@@ -81,6 +81,7 @@ def test_bad_overrides_name_the_key(override, words):
     ({"train.ema_rate": [1.5]}, ["train.ema_rate"]),
     ({"train.batch_size": 0}, ["train.batch_size=0", "positive"]),
     ({"vae.latent_type": "flat"}, ["vae.latent_type", "spatial, vector"]),
+    ({"unet.num_channels": 48}, ["unet.num_channels=48", "multiple of 32"]),
     ({"unet.num_head_channels": 24}, ["unet.num_head_channels=24"]),
 ])
 def test_validation_errors_name_the_field(override, words):

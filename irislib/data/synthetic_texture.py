@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-N_RHO, N_THETA = 96, 768  # polar texture grid: rho (pupil edge 0 -> limbus 1) x theta (0 -> 2 pi)
+N_RHO, N_THETA = 64, 768  # polar texture grid: rho (pupil edge 0 -> limbus 1) x theta (0 -> 2 pi)
 
 
 def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -33,8 +33,10 @@ def gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def bilinear(grid: np.ndarray, u: np.ndarray, v: np.ndarray, wrap_v: bool = False) -> np.ndarray:
-    """Sample grid [M, N] at fractional indices (u rows, v columns), clamped (or wrapped along v)."""
-    m, n = grid.shape
+    """Sample grid [M, N] (or [M, N, K] -> [..., K]) at fractional indices u (rows), v (columns); clamped, or
+    wrapped along v."""
+    m, n = grid.shape[:2]
+    flat = grid.reshape(m * n, -1) if grid.ndim == 3 else grid.ravel()
     u = np.clip(u, 0.0, m - 1.0)
     u0 = np.minimum(u.astype(np.int32), m - 2)
     fu = u - u0
@@ -42,55 +44,57 @@ def bilinear(grid: np.ndarray, u: np.ndarray, v: np.ndarray, wrap_v: bool = Fals
         v = np.mod(v, n)
         v0 = v.astype(np.int32) % n
         v1 = (v0 + 1) % n
+        fv = v - np.floor(v)
     else:
         v = np.clip(v, 0.0, n - 1.0)
         v0 = np.minimum(v.astype(np.int32), n - 2)
         v1 = v0 + 1
-    fv = v - np.floor(v)
-    top = grid[u0, v0] * (1 - fv) + grid[u0, v1] * fv
-    bot = grid[u0 + 1, v0] * (1 - fv) + grid[u0 + 1, v1] * fv
+        fv = v - v0
+    i00, i01 = u0 * n + v0, u0 * n + v1
+    if grid.ndim == 3:
+        fu, fv = fu[..., None], fv[..., None]
+    top = flat[i00] * (1 - fv) + flat[i01] * fv
+    bot = flat[i00 + n] * (1 - fv) + flat[i01 + n] * fv
     return (top * (1 - fu) + bot * fu).astype(np.float32)
 
 
-def smooth_field(rng: np.random.Generator, cells: int = 12, octaves: int = 3) -> np.ndarray:
-    """Zero-mean smooth noise on a 64x64 grid (sum of octaves of bilinear-upsampled random cells), std ~1."""
-    out = np.zeros((64, 64), np.float32)
-    idx = np.linspace(0, 1, 64, dtype=np.float32)
-    for o in range(octaves):
-        c = cells * 2 ** o
-        g = rng.standard_normal((c + 1, c + 1)).astype(np.float32)
-        uu, vv = np.meshgrid(idx * c, idx * c, indexing="ij")
-        out += bilinear(g, uu, vv) * 0.5 ** o
-    return out / out.std()
+def smooth_field(rng: np.random.Generator, cells: float) -> np.ndarray:
+    """Zero-mean smooth noise on a 64x64 grid, std 1: white noise low-passed to ~`cells` blobs per side (1/f-ish)."""
+    k = np.hypot(np.fft.fftfreq(64)[:, None], np.fft.rfftfreq(64)[None, :]) * 64   # cycles per side
+    spec = np.fft.rfft2(rng.standard_normal((64, 64)).astype(np.float32))
+    out = np.fft.irfft2(spec * np.exp(-0.5 * (k / cells) ** 2) / np.maximum(k, 1.0) ** 0.5, s=(64, 64))
+    out = out - out.mean()
+    return (out / (out.std() + 1e-8)).astype(np.float32)
 
 
-def _band_noise(rng, k_theta: tuple[float, float], k_rho_max: float) -> np.ndarray:
-    """White noise on the polar grid filtered to fibres: angular frequencies in k_theta, radially smooth."""
-    spec = np.fft.rfft2(rng.standard_normal((N_RHO, N_THETA)).astype(np.float32))
-    kr = np.abs(np.fft.fftfreq(N_RHO) * N_RHO)[:, None]          # cycles per unit rho
-    kt = np.fft.rfftfreq(N_THETA) * N_THETA                         # cycles per turn
+def _band_noise(rng, k_theta: tuple[float, float], rho_cells: int) -> np.ndarray:
+    """Fibre noise on the polar grid: log-normal band of angular frequencies k_theta (cycles per turn), smooth in
+    rho (rho_cells random rows, linearly interpolated)."""
+    spec = np.fft.rfft(rng.standard_normal((rho_cells + 1, N_THETA)).astype(np.float32), axis=1)
+    kt = np.fft.rfftfreq(N_THETA) * N_THETA
     lo, hi = k_theta
     band = np.exp(-0.5 * (np.log(np.maximum(kt, 1.0) / math.sqrt(lo * hi)) / (0.5 * math.log(hi / lo))) ** 2)
-    band = band[None, :] * np.exp(-0.5 * (kr / k_rho_max) ** 2)
-    out = np.fft.irfft2(spec * band, s=(N_RHO, N_THETA)).astype(np.float32)
+    coarse = np.fft.irfft(spec * band[None, :], n=N_THETA, axis=1).astype(np.float32)   # [cells + 1, N_THETA]
+    pos = np.linspace(0, rho_cells, N_RHO)
+    i0 = np.minimum(pos.astype(np.int32), rho_cells - 1)
+    f = (pos - i0).astype(np.float32)[:, None]
+    out = coarse[i0] * (1 - f) + coarse[i0 + 1] * f
     return out / (out.std() + 1e-8)
 
 
 def _shear(tex: np.ndarray, turns: float) -> np.ndarray:
     """Rotate each rho row by an angle growing with rho**1.5, so fibres curve (circular shift per row)."""
-    rho = np.linspace(0, 1, N_RHO)
-    out = np.empty_like(tex)
-    for i, r in enumerate(rho):
-        out[i] = np.roll(tex[i], int(round(turns * r ** 1.5 * N_THETA)))
-    return out
+    shift = np.round(turns * np.linspace(0, 1, N_RHO) ** 1.5 * N_THETA).astype(np.int64)
+    idx = (np.arange(N_THETA)[None, :] - shift[:, None]) % N_THETA
+    return np.take_along_axis(tex, idx, axis=1)
 
 
 def _periodic_curve(rng, n_terms: int, amp: float) -> np.ndarray:
     """A smooth random function of theta [N_THETA] with the first n_terms harmonics, peak ~amp."""
-    th = np.linspace(0, 2 * math.pi, N_THETA, endpoint=False)
-    out = np.zeros(N_THETA, np.float32)
-    for k in range(1, n_terms + 1):
-        out += rng.standard_normal() / k * np.cos(k * th + rng.uniform(0, 2 * math.pi))
+    th = np.linspace(0, 2 * math.pi, N_THETA, endpoint=False, dtype=np.float32)
+    k = np.arange(1, n_terms + 1, dtype=np.float32)[:, None]
+    coef, phase = rng.standard_normal((n_terms, 1)), rng.uniform(0, 2 * math.pi, (n_terms, 1))
+    out = (coef / k * np.cos(k * th + phase)).sum(0).astype(np.float32)
     return amp * out / (np.abs(out).max() + 1e-8)
 
 
@@ -105,15 +109,16 @@ def iris_texture(rng: np.random.Generator, base: float) -> np.ndarray:
     tex = base + zone * inner
     tex = tex + rng.uniform(0.04, 0.10) * np.exp(-0.5 * ((rho - rc) / 0.035) ** 2)
     # Radial fibres: two curved layers plus a fine one; stronger in the ciliary zone.
-    f1 = _shear(_band_noise(rng, (25, 140), 5.0), rng.uniform(-0.08, 0.08))
-    f2 = _shear(_band_noise(rng, (40, 220), 8.0), rng.uniform(-0.12, 0.12))
-    f3 = _band_noise(rng, (60, 300), 18.0)
+    curl = rng.uniform(-0.06, 0.06)                       # fibres curve mostly one way, a second layer crosses
+    f1 = _shear(_band_noise(rng, (25, 140), 6), curl)
+    f2 = _shear(_band_noise(rng, (40, 220), 10), -curl * rng.uniform(0.3, 1.0))
+    f3 = _band_noise(rng, (60, 300), 32)
     fib_amp = rng.uniform(0.035, 0.07)
-    tex = tex + fib_amp * (0.9 * f1 + 0.5 * f2) * (0.6 + 0.4 * (1 - inner)) + 0.015 * f3
-    tex = tex + 0.02 * _band_noise(rng, (3, 20), 4.0)       # slow brightness patches
+    tex = tex + fib_amp * (0.9 * f1 + 0.4 * f2) * (0.6 + 0.4 * (1 - inner)) + 0.015 * f3
+    tex = tex + 0.02 * _band_noise(rng, (3, 20), 4)       # slow brightness patches
     tex = tex - _crypts(rng, rho, th, rc) - _furrows(rng, rho, th)
     # Pupillary ruff (dark pigment rim) and limbal darkening.
-    tex = tex - rng.uniform(0.04, 0.10) * np.exp(-0.5 * (rho / 0.03) ** 2)
+    tex = tex - rng.uniform(0.03, 0.08) * np.exp(-0.5 * (rho / 0.015) ** 2)
     tex = tex - rng.uniform(0.03, 0.10) * np.clip((rho - 0.8) / 0.2, 0, 1) ** 2
     return np.clip(tex, 0.15, 0.9).astype(np.float32)
 
@@ -122,24 +127,32 @@ def _crypts(rng, rho, th, rc) -> np.ndarray:
     """Fuchs' crypts: dark radially elongated blobs near the collarette (positive = darkening)."""
     n = int(rng.integers(3, 15))
     rc_mean = float(np.mean(rc))
-    cr = np.clip(rc_mean + rng.normal(0.03, 0.1, n), 0.08, 0.85)[:, None, None]
-    ct = rng.uniform(0, 2 * math.pi, n)[:, None, None]
-    sr = rng.uniform(0.04, 0.11, n)[:, None, None]
-    st = rng.uniform(0.025, 0.09, n)[:, None, None]
-    depth = rng.uniform(0.06, 0.18, n)[:, None, None]
-    dth = np.angle(np.exp(1j * (th[None] - ct)))           # wrapped angular distance
-    q = ((rho[None] - cr) / sr) ** 2 + (dth / st) ** 2
-    return (depth * np.exp(-q ** 1.5)).sum(0).astype(np.float32)
+    cr = np.clip(rc_mean + rng.normal(0.03, 0.1, n), 0.08, 0.85)
+    ct = rng.uniform(0, 2 * math.pi, n)
+    sr, st = rng.uniform(0.04, 0.11, n), rng.uniform(0.025, 0.09, n)
+    depth = rng.uniform(0.06, 0.18, n)
+    out = np.zeros((N_RHO, N_THETA), np.float32)
+    r1, t1 = rho[:, 0], th[0]
+    for k in range(n):   # each crypt touches only a small window of the polar grid
+        rows = np.nonzero(np.abs(r1 - cr[k]) < 2.5 * sr[k])[0]
+        dth = (t1 - ct[k] + math.pi) % (2 * math.pi) - math.pi          # wrapped angular distance
+        cols = np.nonzero(np.abs(dth) < 2.5 * st[k])[0]
+        q = ((r1[rows, None] - cr[k]) / sr[k]) ** 2 + (dth[None, cols] / st[k]) ** 2
+        out[np.ix_(rows, cols)] += depth[k] * np.exp(-q ** 1.5)
+    return out
 
 
 def _furrows(rng, rho, th) -> np.ndarray:
     """Concentric contraction furrows: thin dark partial arcs in the outer (ciliary) zone."""
     out = np.zeros((N_RHO, N_THETA), np.float32)
+    r1 = rho[:, 0]
     for _ in range(int(rng.integers(1, 6))):
         r0 = rng.uniform(0.55, 0.93)
         wave = _periodic_curve(rng, 6, 0.02)[None, :]
         extent = np.clip(_periodic_curve(rng, 4, 1.0) + rng.uniform(-0.2, 0.5), 0, 1)[None, :]
-        out += rng.uniform(0.03, 0.08) * extent * np.exp(-0.5 * ((rho - r0 - wave) / 0.012) ** 2)
+        depth = rng.uniform(0.03, 0.08)
+        rows = np.nonzero(np.abs(r1 - r0) < 0.08)[0]         # the arc only touches nearby rows
+        out[rows] += depth * extent * np.exp(-0.5 * ((r1[rows, None] - r0 - wave) / 0.012) ** 2)
     return out
 
 

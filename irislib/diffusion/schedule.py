@@ -33,6 +33,9 @@ def get_named_beta_schedule(name: str, num_timesteps: int) -> np.ndarray:
     if num_timesteps <= 0:
         raise ConfigError(f"diffusion.diffusion_steps={num_timesteps} must be a positive number, e.g. 1000")
     if name == "linear":
+        if num_timesteps <= 20:   # the last beta, 20 / T, would reach 1 and wipe out the signal entirely
+            raise ConfigError(f"diffusion.diffusion_steps={num_timesteps} is too small for the linear schedule "
+                              f"(its last beta is 20/T); use at least 21 steps or noise_schedule=cosine")
         return linear_betas(num_timesteps)
     if name == "cosine":
         return cosine_betas(num_timesteps)

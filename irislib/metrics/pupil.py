@@ -15,7 +15,7 @@ import numpy as np
 
 N_RAYS = 96           # rays cast from the pupil centre
 STEP_PX = 0.25        # sampling step along a ray
-LIMBUS_MAX_DEG = 50.  # rays within this angle of horizontal look for the limbus
+LIMBUS_MAX_DEG = 60.  # rays within this angle of horizontal look for the limbus
 NAN = float("nan")
 
 
@@ -70,7 +70,8 @@ def to_unit_image(image, value_range: tuple[float, float] | None = None) -> np.n
         elif np.asarray(image).dtype == np.uint16:
             value_range = (0.0, 65535.0)
         else:
-            value_range = (-1.0, 1.0) if np.nanmin(img) < -1e-3 else (0.0, 1.0)
+            finite = img[np.isfinite(img)]
+            value_range = (-1.0, 1.0) if finite.size and finite.min() < -1e-3 else (0.0, 1.0)
     lo, hi = value_range
     return np.clip((img.astype(np.float64) - lo) / (hi - lo), 0.0, 1.0)
 
@@ -78,16 +79,16 @@ def to_unit_image(image, value_range: tuple[float, float] | None = None) -> np.n
 # ----------------------------------------------------------------------------------------------- image helpers
 def _shift_reduce(x: np.ndarray, r: int, op, fill) -> np.ndarray:
     """Separable (2r+1)^2 min/max filter by shifting (op = np.minimum or np.maximum)."""
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r, r)
-        p = np.pad(x, pad, constant_values=fill)
-        out = x.copy()
-        n = x.shape[axis]
-        for d in range(2 * r + 1):
-            out = op(out, np.take(p, range(d, d + n), axis=axis))
-        x = out
-    return x
+    h, w = x.shape
+    p = np.pad(x, ((r, r), (0, 0)), constant_values=fill)
+    out = p[:h].copy()
+    for d in range(1, 2 * r + 1):
+        op(out, p[d:d + h], out=out)
+    p = np.pad(out, ((0, 0), (r, r)), constant_values=fill)
+    out = p[:, :w].copy()
+    for d in range(1, 2 * r + 1):
+        op(out, p[:, d:d + w], out=out)
+    return out
 
 
 def erode(mask: np.ndarray, r: int) -> np.ndarray:
@@ -111,30 +112,46 @@ def box_blur(img: np.ndarray, r: int) -> np.ndarray:
     return img
 
 
+def _run_min(lab: np.ndarray, idx: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
+    """In place: every run of pixels idx[starts[k]:starts[k]+lengths[k]] takes the minimum label of the run."""
+    lab[idx] = np.repeat(np.minimum.reduceat(lab[idx], starts), lengths)
+
+
+def _runs(t: np.ndarray, line: int) -> tuple[np.ndarray, np.ndarray]:
+    """Starts and lengths of runs of consecutive indices t (sorted) that do not wrap across lines of `line` px."""
+    brk = np.ones(len(t), bool)
+    brk[1:] = (np.diff(t) != 1) | (t[1:] % line == 0)
+    starts = np.flatnonzero(brk)
+    return starts, np.diff(np.append(starts, len(t)))
+
+
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected labels of a boolean mask -> (labels [H, W] with -1 background, count); vectorised min-propagation
-    with pointer jumping, so it converges in a few dozen numpy passes even for long thin shapes."""
+    """4-connected labels of a boolean mask -> (labels [H, W] with -1 background, count).
+
+    Vectorised: alternately give each horizontal and vertical run of foreground pixels the minimum label in it, then
+    pointer-jump (a label is a pixel index of the same blob), until nothing changes; a few passes for blob shapes."""
     h, w = mask.shape
-    big = h * w
-    lab = np.where(mask, np.arange(big).reshape(h, w), big)
+    idx_r = np.flatnonzero(mask)                               # row-major order
+    if len(idx_r) == 0:
+        return np.full((h, w), -1, dtype=np.int64), 0
+    t = np.flatnonzero(mask.T)                                  # column-major order, as transposed indices
+    idx_c = (t % h) * w + t // h
+    rs, rl = _runs(idx_r, w)
+    cs, cl = _runs(t, h)
+    lab = np.full(h * w, h * w, dtype=np.int64)
+    lab[idx_r] = idx_r
     while True:
-        m = lab.copy()
-        m[1:] = np.minimum(m[1:], lab[:-1])
-        m[:-1] = np.minimum(m[:-1], lab[1:])
-        m[:, 1:] = np.minimum(m[:, 1:], lab[:, :-1])
-        m[:, :-1] = np.minimum(m[:, :-1], lab[:, 1:])
-        m = np.where(mask, m, big)
-        flat = np.append(m.ravel(), big)
-        for _ in range(4):                          # pointer jumping: a label is a pixel index of the same blob
-            flat[:-1] = np.minimum(flat[:-1], flat[flat[:-1]])
-        m = flat[:-1].reshape(h, w)
-        if np.array_equal(m, lab):
+        old = lab[idx_r].copy()
+        _run_min(lab, idx_r, rs, rl)
+        _run_min(lab, idx_c, cs, cl)
+        for _ in range(3):
+            lab[idx_r] = lab[lab[idx_r]]
+        if np.array_equal(old, lab[idx_r]):
             break
-        lab = m
-    roots, labels = np.unique(lab[mask], return_inverse=True)
-    out = np.full((h, w), -1, dtype=np.int64)
-    out[mask] = labels
-    return out, len(roots)
+    roots, labels = np.unique(lab[idx_r], return_inverse=True)
+    out = np.full(h * w, -1, dtype=np.int64)
+    out[idx_r] = labels
+    return out.reshape(h, w), len(roots)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -169,16 +186,10 @@ def bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- segmentation
-def segment_pupil(img: np.ndarray) -> np.ndarray | None:
-    """Boolean mask [H, W] of the pupil blob (glint holes filled), or None if no plausible blob."""
-    h, w = img.shape
-    smooth = box_blur(img, 1)
-    dark = smooth[smooth <= np.median(smooth)]
-    if dark.size < 16 or np.ptp(smooth) < 0.05:
-        return None
-    mask = smooth <= otsu_threshold(dark)
-    r_open = max(1, round(min(h, w) / 128))
-    mask = dilate(erode(mask, r_open), r_open)        # cut eyelashes and thin dark lines
+def _best_component(mask: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """The most pupil-like 4-connected component of `mask` -> (mask, shape score): large, solid, round-ish,
+    central, not touching the border."""
+    h, w = mask.shape
     lab, n = label_components(mask)
     if n == 0:
         return None
@@ -197,8 +208,345 @@ def segment_pupil(img: np.ndarray) -> np.ndarray | None:
     touches = np.zeros(n, bool)
     border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     touches[border[border >= 0]] = True
-    score = area * elong * fill ** 2 * np.exp(-2 * dist ** 2) * np.where(touches, 0.2, 1.0)
+    score = np.sqrt(area) * elong * fill ** 2 * np.exp(-2 * dist ** 2) * np.where(touches, 0.2, 1.0)
     score[area < max(8, 2e-4 * h * w)] = 0
-    if score.max() <= 0:
+    best = int(np.argmax(score))
+    return (lab == best, float(score[best])) if score[best] > 0 else None
+
+
+def segment_pupil(img: np.ndarray) -> np.ndarray | None:
+    """Boolean mask [H, W] of the pupil blob (glint holes filled), or None if no plausible blob.
+
+    Tries a few dark thresholds (between the darkest pixels and the median, and Otsu on the darker half), keeps the
+    most pupil-like component of each, and picks the candidate with the best shape x contrast to its surrounding ring
+    (a threshold that also takes in dark iris gives a low-contrast, ragged blob) x darkness (the iris is a round blob
+    too, but a grey one)."""
+    h, w = img.shape
+    smooth = box_blur(img, 1)
+    p0, med = np.percentile(smooth, 0.5), np.median(smooth)
+    if med - p0 < 0.05:
         return None
-    return fill_holes(lab == int(np.argmax(score)))
+    r_open = max(1, round(min(h, w) / 128))
+    best, best_score = None, 0.0
+    for t in (*(p0 + f * (med - p0) for f in (0.2, 0.35, 0.5)), otsu_threshold(smooth[smooth <= med])):
+        # Opening cuts eyelashes; hole filling closes glints (a ring of them would split the pupil).
+        cand = _best_component(fill_holes(dilate(erode(smooth <= t, r_open), r_open)))
+        if cand is None:
+            continue
+        blob = cand[0]
+        k = max(2, int(round(0.2 * math.sqrt(blob.sum() / math.pi))))
+        ring = dilate(blob, 2 * k) & ~dilate(blob, k)
+        if not ring.any():
+            continue
+        inside = np.median(smooth[blob])
+        darkness = (med - inside) / (med - p0)                          # ~1 for the pupil, ~0.4 for a whole iris
+        score = cand[1] * (np.median(smooth[ring]) - inside) * max(darkness, 0) ** 4
+        if score > best_score:
+            best, best_score = blob, score
+    return best
+
+
+# ----------------------------------------------------------------------------------------------- ellipse / circle
+def fit_ellipse(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float] | None:
+    """Direct least-squares ellipse (Fitzgibbon 1999, stable form of Halir & Flusser 1998) -> (cx, cy, a, b,
+    angle_deg) with a >= b, or None if the points do not determine an ellipse."""
+    if len(x) < 6:
+        return None
+    mx, my = x.mean(), y.mean()
+    s = max(np.sqrt(np.mean((x - mx) ** 2 + (y - my) ** 2)), 1e-9)   # normalise for conditioning
+    u, v = (x - mx) / s, (y - my) / s
+    d1 = np.stack([u * u, u * v, v * v], axis=1)                       # [N, 3] quadratic part
+    d2 = np.stack([u, v, np.ones_like(u)], axis=1)                     # [N, 3] linear part
+    s1, s2, s3 = d1.T @ d1, d1.T @ d2, d2.T @ d2
+    try:
+        t = -np.linalg.solve(s3, s2.T)
+        m = s1 + s2 @ t
+        m = np.stack([m[2] / 2, -m[1], m[0] / 2])                      # C1^-1 @ M
+        _, vecs = np.linalg.eig(m)
+    except np.linalg.LinAlgError:
+        return None
+    vecs = np.real(vecs)
+    ok = 4 * vecs[0] * vecs[2] - vecs[1] ** 2 > 0                      # the ellipse constraint
+    if not ok.any():
+        return None
+    a1 = vecs[:, np.argmax(ok)]
+    A, B, C = a1
+    D, E, F = t @ a1
+    try:
+        x0, y0 = np.linalg.solve([[2 * A, B], [B, 2 * C]], [-D, -E])
+    except np.linalg.LinAlgError:
+        return None
+    fc = A * x0 ** 2 + B * x0 * y0 + C * y0 ** 2 + D * x0 + E * y0 + F
+    lam, evec = np.linalg.eigh([[A, B / 2], [B / 2, C]])
+    axes2 = -fc / lam
+    if np.any(axes2 <= 0):
+        return None
+    axes = np.sqrt(axes2) * s
+    i = int(np.argmax(axes))                                           # major axis
+    angle = math.degrees(math.atan2(evec[1, i], evec[0, i])) % 180.0
+    return float(x0 * s + mx), float(y0 * s + my), float(axes[i]), float(axes[1 - i]), angle
+
+
+def radial_residuals(x: np.ndarray, y: np.ndarray, ell) -> np.ndarray:
+    """Signed distance from the ellipse centre to each point minus the ellipse radius in that direction."""
+    cx, cy, a, b, angle = ell
+    dx, dy = x - cx, y - cy
+    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    phi = np.arctan2(-dx * s + dy * c, dx * c + dy * s)
+    return np.hypot(dx, dy) - a * b / np.sqrt((b * np.cos(phi)) ** 2 + (a * np.sin(phi)) ** 2)
+
+
+def fit_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
+    """Algebraic (Kasa) circle fit -> (cx, cy, r)."""
+    if len(x) < 3:
+        return None
+    A = np.stack([x, y, np.ones_like(x)], axis=1)
+    sol, *_ = np.linalg.lstsq(A, x ** 2 + y ** 2, rcond=None)
+    cx, cy = sol[0] / 2, sol[1] / 2
+    r2 = sol[2] + cx ** 2 + cy ** 2
+    return (float(cx), float(cy), float(np.sqrt(r2))) if r2 > 0 else None
+
+
+def _robust_keep(res: np.ndarray, floor: float) -> np.ndarray:
+    """Inliers: |res - median| <= max(3.5 robust sigma, floor)."""
+    med = np.median(res)
+    sigma = 1.4826 * np.median(np.abs(res - med))
+    return np.abs(res - med) <= max(3.5 * sigma, floor)
+
+
+# ----------------------------------------------------------------------------------------------- rays
+def _first_stable_crossing(p: np.ndarray, level: np.ndarray, run: int = 5) -> np.ndarray:
+    """Per row of p [N, M]: first index i > 0 with p[i:i+run] all >= level [N] (p[0] must be below), else -1."""
+    ok = np.nan_to_num(p, nan=-np.inf) >= level[:, None]
+    stable = np.lib.stride_tricks.sliding_window_view(ok, run, axis=1).all(axis=2)   # [N, M - run + 1]
+    i = np.where(stable.any(axis=1), stable.argmax(axis=1), -1)
+    return np.where(ok[:, 0], -1, i)
+
+
+def _interp_cross(p: np.ndarray, rr: np.ndarray, i: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Per row: radius where p [N, M] crosses level [N] between samples i-1 and i (i >= 1)."""
+    rows = np.arange(len(i))
+    p0, p1 = p[rows, i - 1], p[rows, i]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.clip(np.nan_to_num((level - p0) / (p1 - p0)), 0.0, 1.0)
+    return rr[i - 1] + f * (rr[i] - rr[i - 1])
+
+
+def _nanmedian_rows(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Median of v over mask per row [N] (NaN where a row has no finite value)."""
+    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
+        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(np.where(mask, v, np.nan), axis=1)
+
+
+def _edges(prof, glint, rr, pupil_level, iris_level, r0):
+    """Pupil edge on every ray profile [N, M] -> (valid [N], r50 [N], 10-90 width [N], local iris level [N])."""
+    n = len(prof)
+    p = np.where(glint, pupil_level, prof)                 # glints inside the pupil count as pupil
+    lvl = np.full(n, iris_level)
+    ok = np.ones(n, bool)
+    for _ in range(2):                                     # global iris level first, then the local one
+        i = _first_stable_crossing(p, (pupil_level + lvl) / 2)
+        ok &= i > 0
+        i = np.maximum(i, 1)
+        r50 = _interp_cross(p, rr, i, (pupil_level + lvl) / 2)
+        win = (rr >= r50[:, None] + 1.5) & (rr <= r50[:, None] + 1.5 + max(3.0, 0.4 * r0)) & ~glint
+        lvl = _nanmedian_rows(prof, win)
+        ok &= np.isfinite(lvl)
+        lvl = np.where(ok, lvl, iris_level)
+    contrast = lvl - pupil_level
+    # Glints inside the pupil were replaced by the pupil level; one at or just outside the edge moves the crossing.
+    near = (rr >= r50[:, None] - 1.5) & (rr <= r50[:, None] + 2.0 + 0.25 * r0)
+    ok &= (contrast >= 0.5 * (iris_level - pupil_level)) & ~(glint & near).any(axis=1)   # eyelid/glint: not an edge
+    # 10-90 % rise: last sample below 10 % before the 50 % crossing, first one above 90 % after it.
+    idx = np.arange(p.shape[1])
+    lo, hi = pupil_level + 0.1 * contrast, pupil_level + 0.9 * contrast
+    below = (p < lo[:, None]) & (idx <= i[:, None])
+    above = (np.nan_to_num(p, nan=-np.inf) >= hi[:, None]) & (idx >= i[:, None])
+    has = below.any(axis=1) & above.any(axis=1)
+    j10 = np.minimum(p.shape[1] - 1 - below[:, ::-1].argmax(axis=1) + 1, p.shape[1] - 1)
+    j90 = np.maximum(above.argmax(axis=1), 1)
+    width = _interp_cross(p, rr, j90, hi) - _interp_cross(p, rr, j10, lo)
+    return ok, r50, np.where(has & ok, width, np.nan), lvl
+
+
+def _glints(img, blob, iris_level, r0):
+    """Specular spots near the pupil [H, W]: small components much brighter than the iris (dilated by 1 px);
+    large bright regions (sclera, skin) are never glints."""
+    h, w = img.shape
+    ys, xs = np.nonzero(blob)
+    cx, cy = xs.mean(), ys.mean()
+    yy, xx = np.mgrid[:h, :w]
+    near = np.hypot(xx - cx, yy - cy) <= 1.3 * r0 + 3
+    vmax = float(img[near].max())
+    if vmax - iris_level < 0.15:
+        return np.zeros_like(blob)
+    bright = img > iris_level + 0.5 * (vmax - iris_level)
+    lab, n = label_components(bright)
+    ids = lab[bright]
+    area = np.bincount(ids, minlength=n)
+    mx, my = np.bincount(ids, xx[bright], n) / area, np.bincount(ids, yy[bright], n) / area
+    small = (area <= max(12, 0.25 * blob.sum())) & (np.hypot(mx - cx, my - cy) <= 1.3 * r0 + 3)
+    return dilate(np.isin(lab, np.flatnonzero(small)), 1)
+
+
+def _levels(img, blob, r0):
+    """Global pupil level, iris level (ring just outside the blob) and glint mask [H, W]."""
+    inner = erode(blob, max(1, int(r0 / 4)))
+    k1 = max(2, int(round(0.15 * r0)))
+    ring = dilate(blob, k1 + max(2, int(round(0.25 * r0)))) & ~dilate(blob, k1)
+    iris = float(np.median(img[ring])) if ring.any() else float(np.median(img))
+    glint = _glints(img, blob, iris, r0)
+    pupil0 = float(np.median(img[inner if inner.any() else blob]))
+    glint |= dilate(erode(blob, 2) & (img > (pupil0 + iris) / 2), 1)   # filled holes: glints, also blurred ones
+    pupil_px = img[(inner if inner.any() else blob) & ~glint]
+    pupil = float(np.median(pupil_px)) if pupil_px.size else float(np.median(img[blob]))
+    return pupil, iris, glint
+
+
+def _cast(img, glint, cx, cy, th, r_max, step=STEP_PX):
+    """Bilinear profiles along rays at angles th [N] from (cx, cy) -> (th, radii [M], profiles [N, M], glint [N, M])."""
+    h, w = img.shape
+    th = 2 * math.pi * np.arange(th) / th if np.isscalar(th) else th
+    rr = np.arange(0.0, r_max, step)
+    xs = cx + np.cos(th)[:, None] * rr                   # [N, M]
+    ys = cy + np.sin(th)[:, None] * rr
+    prof = bilinear(img, xs, ys)
+    g = glint[np.clip(np.round(ys).astype(int), 0, h - 1), np.clip(np.round(xs).astype(int), 0, w - 1)]
+    return th, rr, prof, g
+
+
+def _pupil_boundary(img, glint, cx, cy, r0, pupil_level, iris_level, n_rays):
+    """Boundary points seen from (cx, cy) -> (angles, r50, x, y, widths) of the valid rays, or None."""
+    th, rr, prof, g = _cast(img, glint, cx, cy, n_rays, 2.5 * r0 + 12)
+    ok, r50, width, _ = _edges(prof, g, rr, pupil_level, iris_level, r0)
+    if not ok.any():
+        return None
+    th, r50, width = th[ok], r50[ok], width[ok]
+    return th, r50, cx + r50 * np.cos(th), cy + r50 * np.sin(th), width
+
+
+def _fit_robust(x, y, r_scale):
+    """Ellipse fit with two rounds of outlier rejection -> (ellipse, inlier mask) or (None, None)."""
+    keep = np.ones(len(x), bool)
+    ell = None
+    for _ in range(3):
+        ell = fit_ellipse(x[keep], y[keep])
+        if ell is None:
+            return None, None
+        new = _robust_keep(radial_residuals(x, y, ell), max(0.5, 0.02 * r_scale))
+        if new.sum() < 6 or np.array_equal(new, keep):
+            break
+        keep = new
+    return ell, keep
+
+
+def _ellipse_radius(ell, th: np.ndarray) -> np.ndarray:
+    """Radius of the ellipse from its centre in directions th."""
+    _, _, a, b, angle = ell
+    phi = th - math.radians(angle)
+    return a * b / np.sqrt((b * np.cos(phi)) ** 2 + (a * np.sin(phi)) ** 2)
+
+
+def _limbus_points(img, glint, ell, edge_width, n_rays):
+    """Limbus radii on the horizontal-ish rays from the pupil centre: the strongest sustained brightening beyond the
+    pupil edge, placed at the 50 % crossing between the medians on either side -> (angles, radii)."""
+    th = 2 * math.pi * np.arange(n_rays) / n_rays
+    th = th[np.abs(np.cos(th)) >= math.cos(math.radians(LIMBUS_MAX_DEG))]
+    step_px = 0.5
+    _, rr, prof, g = _cast(img, glint, ell[0], ell[1], th, math.hypot(*img.shape), step_px)
+    p = np.where(g, np.nan, prof)                                  # [N, M]
+    hs = max(3, int(min(img.shape) / 40 / step_px))                # half-window in samples (~3 px at 128 px)
+    valid = np.isfinite(p)
+    c = np.concatenate([np.zeros((len(p), 1)), np.cumsum(np.nan_to_num(p), axis=1)], axis=1)
+    cv = np.concatenate([np.zeros((len(p), 1)), np.cumsum(valid, axis=1)], axis=1)
+    i = np.arange(hs, p.shape[1] - hs - 1)
+    step = (c[:, i + 1 + hs] - c[:, i + 1] - c[:, i] + c[:, i - hs]) / hs            # mean after - mean before
+    full = (cv[:, i + 1 + hs] - cv[:, i + 1] + cv[:, i] - cv[:, i - hs]) == 2 * hs
+    start = (_ellipse_radius(ell, th) + 2 + 1.5 * np.nan_to_num(edge_width, nan=2.0)) / step_px
+    step = np.where(full & (i >= start[:, None]), step, -np.inf)
+    j = i[np.argmax(step, axis=1)]
+    ok = step.max(axis=1) >= 0.03
+    idx = np.arange(p.shape[1])
+    lo = _nanmedian_rows(p, (idx >= (j - hs)[:, None]) & (idx < j[:, None]))
+    hi = _nanmedian_rows(p, (idx > j[:, None]) & (idx <= (j + hs)[:, None]))
+    level = (lo + hi) / 2
+    up = (np.nan_to_num(p, nan=-np.inf) >= level[:, None]) & (idx >= (j - hs)[:, None]) & (idx < (j + hs)[:, None])
+    k = up.argmax(axis=1)
+    ok &= up.any(axis=1) & (k > j - hs)
+    return th[ok], _interp_cross(p, rr, np.maximum(k, 1), level)[ok]
+
+
+def _ransac_circle(x, y, tol, trials=300):
+    """Inlier mask of the circle through 3 of the points that most others lie on (|distance - r| <= tol); seeded,
+    so the result is deterministic. Eyelid crossings form a minority arc and drop out."""
+    rng = np.random.default_rng(0)
+    i, j, k = (rng.integers(0, len(x), trials) for _ in range(3))
+    ax, ay, bx, by, cx, cy = x[i], y[i], x[j], y[j], x[k], y[k]
+    d = 2 * (ax * (by - cy) + bx * (cy - ay) + cx * (ay - by))               # circumcircle of each triple
+    ok = np.abs(d) > 1e-6
+    d = np.where(ok, d, 1.0)
+    a2, b2, c2 = ax ** 2 + ay ** 2, bx ** 2 + by ** 2, cx ** 2 + cy ** 2
+    ux = (a2 * (by - cy) + b2 * (cy - ay) + c2 * (ay - by)) / d
+    uy = (a2 * (cx - bx) + b2 * (ax - cx) + c2 * (bx - ax)) / d
+    r = np.hypot(ax - ux, ay - uy)
+    inl = np.abs(np.hypot(x[None] - ux[:, None], y[None] - uy[:, None]) - r[:, None]) <= tol   # [T, N]
+    score = np.where(ok, inl.sum(axis=1), -1)
+    return inl[int(np.argmax(score))]
+
+
+def _iris_circle(img, glint, ell, edge_width, n_rays):
+    """Robust circle through the limbus points -> (cx, cy, r) or None (needs points on both sides)."""
+    th, r = _limbus_points(img, glint, ell, edge_width, n_rays)
+    if len(r) < 6:
+        return None
+    x, y = ell[0] + r * np.cos(th), ell[1] + r * np.sin(th)
+    keep = _ransac_circle(x, y, tol=max(0.6, 0.01 * np.median(r)))
+    for _ in range(2):
+        circ = fit_circle(x[keep], y[keep])
+        if circ is None:
+            return None
+        keep = _robust_keep(np.hypot(x - circ[0], y - circ[1]) - circ[2], max(1.0, 0.02 * circ[2]))
+    left, right = (np.cos(th[keep]) < 0).sum(), (np.cos(th[keep]) > 0).sum()
+    return fit_circle(x[keep], y[keep]) if min(left, right) >= 3 else None
+
+
+def measure_pupil(image, *, value_range: tuple[float, float] | None = None,
+                  n_rays: int = N_RAYS) -> PupilMeasurement:
+    """Measure the pupil ellipse, its edge width and the iris circle of one eye image (never raises on content).
+
+    `image`: numpy/torch [H, W], [1|3, H, W] or [H, W, 1|3]; see `to_unit_image` for how the value range is found.
+    """
+    img = to_unit_image(image, value_range)
+    if not np.isfinite(img).all() or min(img.shape) < 16:
+        return PupilMeasurement()
+    blob = segment_pupil(img)
+    if blob is None:
+        return PupilMeasurement()
+    ys, xs = np.nonzero(blob)
+    cx, cy, r0 = xs.mean(), ys.mean(), math.sqrt(blob.sum() / math.pi)
+    pupil_level, iris_level, glint = _levels(img, blob, r0)
+    if iris_level - pupil_level < 0.05:
+        return PupilMeasurement()
+    for _ in range(2):                                   # second pass re-casts from the fitted centre
+        bnd = _pupil_boundary(img, glint, cx, cy, r0, pupil_level, iris_level, n_rays)
+        if bnd is None or len(bnd[0]) < max(8, 0.3 * n_rays):
+            return PupilMeasurement()
+        th, r50, x, y, width = bnd
+        ell, keep = _fit_robust(x, y, r0)
+        if ell is None or not (0 <= ell[0] < img.shape[1] and 0 <= ell[1] < img.shape[0]) \
+                or ell[2] > max(img.shape):
+            return PupilMeasurement()
+        cx, cy, r0 = ell[0], ell[1], (ell[2] + ell[3]) / 2
+    res = radial_residuals(x, y, ell)                 # all glint-free points: a local smear must count
+    m = PupilMeasurement(found=True, cx=cx, cy=cy, a=ell[2], b=ell[3], angle_deg=ell[4], axis_ratio=ell[3] / ell[2],
+                         ellipse_residual=float(np.sqrt(np.mean(res ** 2)) / r0),
+                         edge_width_px=float(np.nanmedian(width)) if np.isfinite(width).any() else NAN,
+                         edge_width_p90_px=float(np.nanpercentile(width, 90)) if np.isfinite(width).any() else NAN,
+                         outlier_fraction=float(1 - keep.mean()), pupil_radius=r0, n_points=int(keep.sum()))
+    circ = _iris_circle(img, glint, ell, m.edge_width_px, n_rays)
+    if circ is not None:
+        m.iris_cx, m.iris_cy, m.iris_radius = circ
+        m.pupil_iris_ratio = r0 / circ[2]
+        m.concentricity = math.hypot(cx - circ[0], cy - circ[1]) / circ[2]
+    return m

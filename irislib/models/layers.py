@@ -20,6 +20,7 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm computed in float32 (as guided-diffusion) and returned in the input's dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, C, ...] -> normalised x, same dtype."""
         if x.dtype == torch.float32 and not torch.is_autocast_enabled(x.device.type):
             return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
         # Half/bf16 activations or autocast: statistics in float32 for stability.
@@ -63,6 +64,7 @@ class Upsample(nn.Module):
             self.conv = nn.Conv2d(channels, self.out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, C', 2H, 2W]."""
         x = F.interpolate(x, scale_factor=2, mode="nearest")
         return self.conv(x) if self.use_conv else x
 
@@ -81,6 +83,7 @@ class Downsample(nn.Module):
             self.op = nn.AvgPool2d(kernel_size=2, stride=2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B, C', H/2, W/2]."""
         return self.op(x)
 
 

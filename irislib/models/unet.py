@@ -13,9 +13,10 @@ from .layers import AttentionBlock, Downsample, ResBlock, Upsample, normalizatio
 
 
 class EmbedSequential(nn.Sequential):
-    """nn.Sequential that hands the timestep embedding to the blocks that take one (guided's TimestepEmbedSequential)."""
+    """nn.Sequential passing the timestep embedding to the blocks that take one (guided's TimestepEmbedSequential)."""
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        """Apply the layers in order; ResBlocks and attention also get emb [B, E]."""
         for layer in self:
             x = layer(x, emb) if isinstance(layer, (ResBlock, AttentionBlock)) else layer(x)
         return x

@@ -1,0 +1,73 @@
+"""Copy finished checkpoints to a second folder (e.g. Google Drive) in a background thread.
+
+The mirror has the run directory's layout. Each checkpoint is copied into a temp folder under temp file names,
+renamed into place, and the mirror's latest.json is written last, so the mirror is always resumable on its own.
+A failing mirror only warns: the local checkpoint is intact and training goes on.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import warnings
+from pathlib import Path
+
+from .files import TMP_TAG, copy_file, fsync_dir, write_json
+from .metrics import METRICS
+from .store import MANIFEST, POINTER, _publish, _remove_unfinished, prune
+
+
+class Mirror:
+    """Background copier of checkpoints to mirror_dir; submit() after each save, join() before the next and at the end."""
+
+    def __init__(self, mirror_dir, keep_last: int = 3, milestone_every_steps: int = 0):
+        self.root = Path(mirror_dir)
+        self.keep_last, self.milestone_every_steps = keep_last, milestone_every_steps
+        self._thread: threading.Thread | None = None
+        self.errors: list[str] = []
+
+    def submit(self, run_dir, ckpt_dir) -> None:
+        """Start copying ckpt_dir (and config.json, metrics.jsonl, latest.json) once any previous copy finished."""
+        self.join()
+        pointer = json.loads((Path(run_dir) / POINTER).read_text())  # read now: the next save rewrites it
+        self._thread = threading.Thread(target=self._copy_safely, args=(Path(run_dir), Path(ckpt_dir), pointer),
+                                        name="irislib-mirror", daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        """Wait for the copy in flight, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _copy_safely(self, run_dir: Path, ckpt: Path, pointer: dict) -> None:
+        try:
+            copy_checkpoint(run_dir, ckpt, self.root, pointer)
+            prune(self.root, self.keep_last, self.milestone_every_steps)
+        except Exception as e:  # noqa: BLE001 - a broken Drive must never stop training
+            msg = f"mirror copy of {ckpt.name} to {self.root} failed ({type(e).__name__}: {e}); " \
+                  f"the local checkpoint {ckpt} is intact and training continues"
+            self.errors.append(msg)
+            warnings.warn(msg, RuntimeWarning, stacklevel=1)
+
+
+def copy_checkpoint(run_dir: Path, ckpt: Path, mirror: Path, pointer: dict) -> Path:
+    """Copy one checkpoint folder into mirror/checkpoints/, then config.json and metrics.jsonl, pointer last."""
+    root = mirror / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    _remove_unfinished(root)
+    tmp = root / f"{ckpt.name}{TMP_TAG}{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    names = sorted(p.name for p in ckpt.iterdir() if p.name != MANIFEST) + [MANIFEST]  # manifest last
+    for name in names:
+        copy_file(ckpt / name, tmp / name)
+    fsync_dir(tmp)
+    final = _publish(tmp, root / ckpt.name)
+    for name in ("config.json", METRICS):
+        if (run_dir / name).is_file():
+            copy_file(run_dir / name, mirror / name)
+    write_json(mirror / POINTER, pointer)
+    return final

@@ -1,0 +1,177 @@
+"""Where the notebooks run: Colab detection, a guarded Drive mount, and default run/mirror folders.
+
+In Colab a run writes to the fast local disk (/content/runs/<run>) and mirrors each checkpoint to Google Drive
+(MyDrive/irislib/<run>), so a session that is cut off resumes from Drive with resume="auto". Elsewhere (Jupyter,
+papermill, CI) nothing is mounted and the run folder is used as given.
+"""
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+COLAB_CONTENT = Path("/content")
+DRIVE_MOUNT = Path("/content/drive")
+ENV_OVERRIDE = "IRISLIB_ENV"  # "colab" or "local" forces detection (CI, tests)
+
+
+@dataclass
+class Env:
+    """What setup() found: where we run, which device, and where runs and their Drive mirrors go."""
+    in_colab: bool
+    has_gpu: bool
+    device: str                      # "cuda" or "cpu"
+    gpu_name: str | None             # e.g. "Tesla T4"; None without a GPU
+    drive_root: Path | None          # the mounted MyDrive/<drive_subdir> folder; None when Drive is not mounted
+    runs_root: Path                  # local parent of run folders: /content/runs in Colab, ./runs elsewhere
+    run_dir: Path | None = None      # the run folder setup() was asked about, resolved by default_paths()
+    mirror_dir: Path | None = None   # its Drive mirror (None outside Colab)
+
+    def paths(self, run: str | Path, mirror_dir: str | Path | None = "auto",
+              smoke: bool = False) -> tuple[Path, Path | None]:
+        """(local run folder, Drive mirror or None) for a run name or folder; see default_paths()."""
+        return default_paths(run, mirror_dir=mirror_dir, env=self, smoke=smoke)
+
+
+def in_colab() -> bool:
+    """True inside a Colab kernel ($IRISLIB_ENV=colab|local overrides the check)."""
+    forced = os.environ.get(ENV_OVERRIDE, "").lower()
+    if forced in ("colab", "local"):
+        return forced == "colab"
+    # Colab's kernel imports google.colab at start-up; importing it ourselves would give false positives
+    # where the google-colab package is pip-installed locally (jupyter/notebook#5814).
+    return "google.colab" in sys.modules
+
+
+def mount_drive(path: str | Path = "/content/drive", force_remount: bool = False) -> Path | None:
+    """Mount Google Drive in Colab and return MyDrive; a logged no-op (None) anywhere else."""
+    if not in_colab():
+        print("irislib.colab: not in Colab, Google Drive not mounted (runs stay on local disk)")
+        return None
+    path = Path(path)
+    my_drive = path / "MyDrive"
+    if my_drive.is_dir() and not force_remount:
+        return my_drive
+    from google.colab import drive  # only importable in Colab
+
+    drive.mount(str(path), force_remount=force_remount)
+    return my_drive
+
+
+def _gpu() -> tuple[bool, str | None]:
+    try:
+        import torch
+    except ImportError:
+        return False, None
+    if not torch.cuda.is_available():
+        return False, None
+    return True, torch.cuda.get_device_name(0)
+
+
+def setup(run_dir: str | Path | None = None, drive_subdir: str = "irislib", mount: bool = True) -> Env:
+    """Detect Colab and the GPU, mount Drive in Colab (if `mount`), and resolve default run folders."""
+    colab = in_colab()
+    has_gpu, gpu_name = _gpu()
+    drive_root = None
+    if colab and mount:
+        my_drive = mount_drive(DRIVE_MOUNT)
+        drive_root = my_drive / drive_subdir if my_drive is not None else None
+    runs_root = COLAB_CONTENT / "runs" if colab else Path("runs")
+    env = Env(in_colab=colab, has_gpu=has_gpu, device="cuda" if has_gpu else "cpu", gpu_name=gpu_name,
+              drive_root=drive_root, runs_root=runs_root)
+    if run_dir is not None:
+        env.run_dir, env.mirror_dir = env.paths(run_dir)
+    where = "Colab" if colab else "local"
+    print(f"irislib {where}: device={env.device}{f' ({gpu_name})' if gpu_name else ''}, "
+          f"Drive={'mounted at ' + str(drive_root) if drive_root else 'not mounted'}")
+    return env
+
+
+def default_paths(run: str | Path, mirror_dir: str | Path | None = "auto", env: Env | None = None,
+                  drive_subdir: str = "irislib", smoke: bool = False) -> tuple[Path, Path | None]:
+    """(local run folder, mirror folder or None) for a run name or folder.
+
+    In Colab a run on Drive (/content/drive/...) trains on /content/runs/<name> and mirrors to the Drive folder;
+    a relative folder such as runs/vae trains on /content/runs/vae and mirrors to MyDrive/<drive_subdir>/runs/vae
+    when Drive is mounted. Elsewhere the folder is used as given and there is no mirror. `mirror_dir` "auto" does the above,
+    "" or "none" turns mirroring off, any other value is the mirror folder itself. A smoke run never
+    touches Drive: its run folder is used as given and "auto" means no mirror.
+    """
+    env = env or Env(in_colab=in_colab(), has_gpu=False, device="cpu", gpu_name=None, drive_root=None,
+                     runs_root=COLAB_CONTENT / "runs" if in_colab() else Path("runs"))
+    run = Path(run).expanduser()
+    explicit = None if mirror_dir is None else str(mirror_dir)
+    if explicit is not None and explicit.lower() not in ("auto", "", "none"):
+        mirror: Path | None = Path(explicit).expanduser()
+    else:
+        mirror = None
+    on_drive = DRIVE_MOUNT in run.parents
+    if smoke:
+        local, auto_mirror = run, None
+    elif env.in_colab and on_drive:
+        local = env.runs_root / run.name
+        auto_mirror = run
+    elif env.in_colab and not run.is_absolute():
+        local = COLAB_CONTENT / run  # Colab's working folder
+        root = env.drive_root or (DRIVE_MOUNT / "MyDrive" / drive_subdir if (DRIVE_MOUNT / "MyDrive").is_dir()
+                                  else None)
+        auto_mirror = root / run if root is not None else None
+    else:
+        local, auto_mirror = run, None
+    if explicit is not None and explicit.lower() == "auto":
+        mirror = auto_mirror
+    return local, mirror
+
+
+def smoke_overrides(max_steps: int = 0) -> list[str]:
+    """Config overrides of a smoke run: tiny synthetic data, CPU, fp32, a few steps, frequent saves."""
+    steps = max_steps or 2
+    return ["data.path=synthetic:16", "image_size=32", "train.device=cpu", "train.precision=fp32",
+            f"train.max_steps={steps}", "train.epochs=0", "train.batch_size=4", "train.microbatch=-1",
+            "train.save_every_steps=1", "train.save_every_minutes=0", "train.log_every_steps=1",
+            "train.sample_every_steps=0", "data.num_workers=0"]
+
+
+def parse_overrides(value) -> list[str]:
+    """A notebook's `overrides` as a list of "key=value": a list, a "[...]" literal (papermill -p passes lists
+    as text), or text with one override per line or separated by ";"."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                raise ValueError(f"overrides={value!r} is not a list literal; write "
+                                 f"[\"train.lr=3e-4\", \"unet.num_channels=64\"] or train.lr=3e-4; ...") from None
+        else:
+            value = [part for line in text.splitlines() for part in line.split(";")]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"overrides={value!r}: give a list of \"key=value\" strings")
+    return [str(v).strip() for v in value if str(v).strip()]
+
+
+def ensure_runs(unet_run: str, vae_run: str | None, smoke: bool = False,
+                root: str | Path = "runs/smoke") -> tuple[Path, Path | None]:
+    """Run folders to sample from: existing folders as given, manifest names fetched (sha256-checked) with
+    irislib.hub.fetch_run; in a smoke run, missing ones are trained for 2 steps on tiny synthetic data instead."""
+    from . import hub
+
+    def one(ref, kind):
+        if ref is None or ref == "":
+            return None
+        if Path(ref).is_dir():
+            return Path(ref)
+        if not smoke:
+            return hub.fetch_run(str(ref), quiet=False)
+        from . import pipeline, presets
+
+        exp = presets.get("tiny").override(smoke_overrides(2))
+        train = pipeline.train_vae if kind == "vae" else pipeline.train_diffusion
+        print(f"irislib.colab: smoke run: no {kind} run at {ref!r}; training a 2-step tiny one in {root}/{kind}")
+        return train(exp, Path(root) / kind, resume="auto", progress=False)
+
+    return one(unet_run, "unet"), one(vae_run, "vae")

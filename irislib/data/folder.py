@@ -1,0 +1,267 @@
+"""Real iris images from a folder: decode any common format, square-crop, resize, scale to [-1, 1], cache.
+
+Decoding rules (CASIA 320x280 BMP/JPEG, 640x480, IITD 320x240, 16-bit TIFF/PNG, palette, RGBA, EXIF-rotated JPEG):
+- EXIF orientation is applied first (PIL.ImageOps.exif_transpose); crop boxes refer to the upright image.
+- 16-bit images are scaled by 65535 (their bit depth), 8-bit ones by 255; float TIFFs are taken as [0, 1].
+- Alpha is composited on black (transparent pixels become 0), palette images are expanded first.
+- Colour -> grey uses ITU-R 601 luma (as PIL's "L"); grey -> 3 channels repeats the channel.
+- Resizing uses PIL's Lanczos filter, which widens with the scale factor, so downscaling is anti-aliased.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from safetensors import safe_open
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
+CACHE_DIRNAME = ".irislib_cache"
+CACHE_VERSION = "1"          # bump when preprocessing changes, so old caches are rebuilt
+PROGRESS_MIN_FILES = 64      # show a progress bar when decoding at least this many files
+MAX_LISTED = 50              # files named in the skipped-files warning
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _to_float(im: Image.Image) -> np.ndarray:
+    """PIL image -> float32 [H, W] or [H, W, 3] in [0, 1], scaled by the image's own bit depth."""
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    elif im.mode in ("La", "RGBa"):
+        im = im.convert("LA" if im.mode == "La" else "RGBA")
+    elif im.mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("L" if im.mode == "1" else "RGB")
+    arr = np.asarray(im)
+    if arr.dtype == np.uint8:
+        x = arr.astype(np.float32) / 255.0
+    elif arr.dtype.kind == "u" and arr.dtype.itemsize == 2:     # I;16, I;16B, I;16L
+        x = arr.astype(np.float32) / 65535.0
+    elif arr.dtype.kind == "i":                                  # mode "I": 16-bit data in 32-bit ints
+        top = 65535.0 if arr.max() <= 65535 else float(2 ** 31 - 1)
+        x = np.clip(arr.astype(np.float64) / top, 0, 1).astype(np.float32)
+    elif arr.dtype.kind == "f":                                  # mode "F": assume [0, 1], else 16-bit scale
+        x = arr.astype(np.float32)
+        x = np.clip(x if np.nanmax(x) <= 1.0 else x / 65535.0, 0, 1)
+    else:
+        raise ValueError(f"unsupported pixel type {arr.dtype} (mode {im.mode})")
+    if x.ndim == 3 and x.shape[2] in (2, 4):                     # alpha: composite on black
+        x = x[..., :-1] * x[..., -1:]
+    if x.ndim == 3 and x.shape[2] == 1:
+        x = x[..., 0]
+    return x
+
+
+def load_image(path: str | Path, channels: int = 1) -> np.ndarray:
+    """Decode one file to float32 [H, W, channels] in [0, 1] (EXIF rotation applied, alpha on black)."""
+    with Image.open(path) as im:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        x = _to_float(im)
+    if channels == 1:
+        x = _luma(x) if x.ndim == 3 else x
+        return x[..., None]
+    return x if x.ndim == 3 else np.repeat(x[..., None], 3, axis=2)
+
+
+def centre_box(h: int, w: int) -> tuple[int, int, int]:
+    """The largest centred square (left, top, size) of an h x w image."""
+    size = min(h, w)
+    return (w - size) // 2, (h - size) // 2, size
+
+
+def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int) -> np.ndarray:
+    """Square crop (left, top, size; outside the image is black) of [H, W, C], Lanczos-resized -> [C, S, S]."""
+    left, top, size = box
+    h, w, c = x.shape
+    crop = np.zeros((size, size, c), np.float32)
+    y0, y1, x0, x1 = max(top, 0), min(top + size, h), max(left, 0), min(left + size, w)
+    if y1 > y0 and x1 > x0:
+        crop[y0 - top:y1 - top, x0 - left:x1 - left] = x[y0:y1, x0:x1]
+    if size != image_size:
+        chans = [np.asarray(Image.fromarray(crop[..., k], mode="F").resize((image_size, image_size),
+                                                                          Image.Resampling.LANCZOS))
+                 for k in range(c)]
+        crop = np.stack(chans, axis=2)
+    return np.clip(crop, 0, 1).transpose(2, 0, 1)                 # [C, S, S]
+
+
+def read_crop_csv(csv_path: str | Path) -> dict[str, tuple[int, int, int]]:
+    """CSV with header file,left,top,size (file relative to the data folder) -> {file: (left, top, size)}."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"crop CSV {csv_path} (data.crop_csv) does not exist; give a CSV with columns "
+                                f"file,left,top,size or leave data.crop_csv empty for centre crops")
+    boxes = {}
+    with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        missing = {"file", "left", "top", "size"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"crop CSV {csv_path} lacks column(s) {sorted(missing)}; the header must be "
+                             f"file,left,top,size")
+        for line, row in enumerate(reader, start=2):
+            try:
+                left, top, size = (int(round(float(row[k]))) for k in ("left", "top", "size"))
+            except (TypeError, ValueError):
+                raise ValueError(f"crop CSV {csv_path} line {line}: left, top and size must be numbers, "
+                                 f"got {row}") from None
+            if size <= 0:
+                raise ValueError(f"crop CSV {csv_path} line {line}: size={size} must be positive")
+            boxes[Path(row["file"].strip()).as_posix()] = (left, top, size)
+    return boxes
+
+
+def scan_images(root: Path, skip: Path | None = None) -> list[tuple[str, int, int]]:
+    """Sorted (relative posix path, size in bytes, mtime_ns) of image files under root (hidden names skipped)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and (skip is None or here / d != skip))
+        for name in filenames:
+            if name.startswith(".") or not name.lower().endswith(IMAGE_EXTENSIONS):
+                continue
+            p = here / name
+            try:
+                st = p.stat()
+            except OSError:        # broken symlink: treat as unreadable below
+                st = None
+            found.append((p.relative_to(root).as_posix(), st.st_size if st else -1, st.st_mtime_ns if st else 0))
+    return sorted(found)
+
+
+def _skip_reason(path: Path, err: Exception) -> str:
+    if path.exists() and path.stat().st_size == 0:
+        return "empty file"
+    if isinstance(err, UnidentifiedImageError):
+        return "not a readable image"
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return "truncated" if "truncated" in msg.lower() else f"{type(err).__name__}: {msg}"[:120]
+
+
+def _warn_skipped(root: Path, skipped: list[list[str]]) -> None:
+    if not skipped:
+        return
+    listed = ", ".join(f"{f} ({why})" for f, why in skipped[:MAX_LISTED])
+    more = f", and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
+    warnings.warn(f"skipped {len(skipped)} unreadable file(s) in {root}: {listed}{more}", stacklevel=3)
+
+
+class FolderDataset(torch.utils.data.Dataset):
+    """Iris images of a folder (recursive) as float32 [C, S, S] in [-1, 1]; preprocessed once, then cached.
+
+    Cache: one safetensors file per (size, channels, crop) under cache_dir (default <root>/.irislib_cache),
+    rebuilt when any image is added, removed or changed (size or mtime) or the crop CSV changes.
+    """
+
+    def __init__(self, root: str | Path, image_size: int = 64, channels: int = 1, crop_csv: str | Path = "",
+                 cache_dir: str | Path = "", progress: bool | None = None):
+        self.root = Path(root).expanduser()
+        if not self.root.exists():
+            raise FileNotFoundError(f"data folder {self.root} does not exist; set data.path to a folder of iris "
+                                    f"images (or synthetic:N for built-in synthetic irises)")
+        if not self.root.is_dir():
+            raise ValueError(f"data.path {self.root} is a file; give the folder that holds the images")
+        if channels not in (1, 3) or image_size <= 0:
+            raise ValueError(f"channels={channels}, image_size={image_size}: use channels 1 or 3 and a positive size")
+        self.image_size, self.channels = int(image_size), int(channels)
+        self.crop_csv = Path(crop_csv).expanduser() if crop_csv else None
+        self.cache_path = self._cache_path(Path(cache_dir).expanduser() if cache_dir else None)
+        sources = scan_images(self.root, skip=self.cache_path.parent)
+        boxes = read_crop_csv(self.crop_csv) if self.crop_csv else None
+        fingerprint = self._fingerprint(sources)
+        cached = self._load_cache(fingerprint)
+        if cached is None:
+            cached = self._build(sources, boxes, progress)
+            self._save_cache(fingerprint, *cached)
+        self.data, self.files, self.skipped, self.crop_boxes = cached   # data: [N, C, S, S] float16
+        _warn_skipped(self.root, self.skipped)
+
+    def __len__(self) -> int:
+        return self.data.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.data[i].float()                                            # [C, S, S] in [-1, 1]
+
+    # --- cache -------------------------------------------------------------------------------------
+    def _cache_path(self, cache_dir: Path | None) -> Path:
+        crop = "centre" if self.crop_csv is None else \
+            f"csv-{hashlib.sha1(str(self.crop_csv.resolve()).encode()).hexdigest()[:8]}"
+        name = f"{self.image_size}px_{self.channels}ch_{crop}.safetensors"
+        if cache_dir is None:
+            return self.root / CACHE_DIRNAME / name
+        # A shared cache folder holds several data sets: prefix the folder's name and a hash of its path.
+        tag = hashlib.sha1(str(self.root.resolve()).encode()).hexdigest()[:8]
+        return cache_dir / f"{self.root.resolve().name}-{tag}_{name}"
+
+    def _fingerprint(self, sources) -> str:
+        settings = {"version": CACHE_VERSION, "image_size": self.image_size, "channels": self.channels,
+                    "crop_csv": hashlib.sha256(self.crop_csv.read_bytes()).hexdigest() if self.crop_csv else None}
+        return hashlib.sha256(json.dumps([settings, sources]).encode()).hexdigest()
+
+    def _load_cache(self, fingerprint: str):
+        if not self.cache_path.is_file():
+            return None
+        try:
+            with safe_open(str(self.cache_path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("fingerprint") != fingerprint:
+                    return None
+                data = f.get_tensor("images")
+            return data, json.loads(meta["files"]), json.loads(meta["skipped"]), json.loads(meta["crop_boxes"])
+        except Exception:     # unreadable or foreign cache file: rebuild it
+            return None
+
+    def _save_cache(self, fingerprint, data, files, skipped, crop_boxes) -> None:
+        meta = {"fingerprint": fingerprint, "files": json.dumps(files), "skipped": json.dumps(skipped),
+                "crop_boxes": json.dumps(crop_boxes), "root": str(self.root), "version": CACHE_VERSION}
+        tmp = self.cache_path.with_name(f"{self.cache_path.name}.{os.getpid()}.tmp")
+        try:
+            self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"images": data.contiguous()}, str(tmp), metadata=meta)
+            os.replace(tmp, self.cache_path)        # atomic: readers never see half a file
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            warnings.warn(f"could not write the image cache {self.cache_path} ({e}); images will be decoded "
+                          f"again next time. Set data.cache_dir to a writable folder.", stacklevel=3)
+
+    # --- decoding ----------------------------------------------------------------------------------
+    def _build(self, sources, boxes, progress):
+        """Decode, crop and resize every source file; unreadable ones are collected, not raised."""
+        s = self.image_size
+        data = torch.empty((len(sources), self.channels, s, s), dtype=torch.float16)  # filled in place: low peak RAM
+        files, skipped, crop_boxes, no_box = [], [], [], []
+        show = progress if progress is not None else len(sources) >= PROGRESS_MIN_FILES
+        for rel, _, _ in tqdm(sources, desc=f"caching {self.root.name}", unit="img", disable=not show):
+            path = self.root / rel
+            try:
+                x = load_image(path, self.channels)                            # [H, W, C]
+            except Exception as e:   # any decode failure (PIL raises many types): skip the file, report once
+                skipped.append([rel, _skip_reason(path, e)])
+                continue
+            h, w = x.shape[:2]
+            box = boxes.get(rel) if boxes is not None else None
+            if box is None:
+                if boxes is not None:
+                    no_box.append(rel)
+                box = centre_box(h, w)
+            data[len(files)] = torch.from_numpy(crop_resize(x, box, s) * 2 - 1)
+            files.append(rel)
+            crop_boxes.append({"left": box[0], "top": box[1], "size": box[2], "height": h, "width": w})
+        if not files:
+            listed = "; ".join(f"{f} ({why})" for f, why in skipped[:10])
+            raise ValueError(f"no readable image in data folder {self.root} (searched recursively for "
+                             f"{', '.join(IMAGE_EXTENSIONS)})" + (f"; unreadable: {listed}" if listed else ""))
+        if no_box:
+            warnings.warn(f"{len(no_box)} image(s) have no row in crop CSV {self.crop_csv} and were centre-cropped: "
+                          f"{', '.join(no_box[:MAX_LISTED])}", stacklevel=4)
+        return (data if len(files) == len(sources) else data[:len(files)].clone()), files, skipped, crop_boxes

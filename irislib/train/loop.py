@@ -1,0 +1,380 @@
+"""One Trainer for the VAE and the diffusion model: exact micro-batch accumulation, AMP, EMA, LR schedules,
+NaN guard, metrics.jsonl, dead-unit figure, atomic checkpoints with a Drive mirror, exact resume, torchrun/DDP."""
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import random
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from .. import __version__, checkpoint
+from ..config import ConfigError, Experiment
+from . import distributed, lr as lr_lib
+from .ema import EMA
+from .metrics import LossMeter, Reporter, dead_unit_fraction
+
+PROBE_SIZE = 8  # images in the fixed dead-unit probe batch
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss stayed NaN/inf for train.nan_patience steps; the last good checkpoint is untouched."""
+
+
+class Trainer:
+    """Trains `model` on `dataset` with `task.loss`; writes run_dir (config, checkpoints, metrics.jsonl).
+
+    resume: None (fresh; refuses a run_dir that already has checkpoints), "auto" (newest good checkpoint in run_dir
+    or train.mirror_dir, else fresh), or a run directory / checkpoint folder. progress: None/True = tqdm bar on rank
+    0, False = none, or a callable(record) called at every log. sample_fn(model_or_ema, step) is called on rank 0
+    every train.sample_every_steps and at the end, with the EMA of the first rate when there is one.
+    """
+
+    def __init__(self, model, task, dataset, exp: Experiment, run_dir, *, resume=None, progress=None,
+                 sample_fn=None):
+        exp.train.validate("train")
+        self.exp, self.cfg, self.task, self.dataset = exp, exp.train, task, dataset
+        self.run_dir, self.sample_fn, self.progress = Path(run_dir), sample_fn, progress
+        self.dist = distributed.setup(self.cfg.device)
+        self.device = self.dist.device
+        self._setup_batches()
+        self.model = model.to(self.device)
+        self.ddp_model = self.model
+        if self.dist.is_distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DDP(self.model, device_ids=ids)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
+        self.ema = EMA(self.model, self.cfg.ema_rate, self.cfg.ema_warmup)
+        self.step = self.epoch = self.pos = 0
+        self.counters = {"nan_steps": 0, "skipped_steps": 0}
+        self.nan_in_row, self.last_checkpoint, self.saved_step = 0, None, None
+        self.meter, self._grad_norms, self._iter, self._probe_batch = LossMeter(), [], None, None
+        is_main = self.dist.is_main
+        self.mirror = checkpoint.Mirror(self.cfg.mirror_dir, self.cfg.keep_last, self.cfg.milestone_every_steps) \
+            if self.cfg.mirror_dir and is_main else None
+        self._resume(resume)
+        if is_main:
+            checkpoint.write_config(self.run_dir, exp)
+
+    # --- set-up ----------------------------------------------------------------------------------
+    def _setup_batches(self) -> None:
+        cfg, world = self.cfg, self.dist.world_size
+        if cfg.batch_size % world:
+            raise ConfigError(f"train.batch_size={cfg.batch_size} does not divide among {world} processes; "
+                              f"use a multiple of {world}")
+        self.rank_batch = cfg.batch_size // world
+        self.micro = min(cfg.resolved_microbatch, self.rank_batch)
+        n = len(self.dataset)
+        if n < cfg.batch_size:
+            raise ConfigError(f"the dataset has {n} images, fewer than train.batch_size={cfg.batch_size}; "
+                              f"add images or lower train.batch_size")
+        self.steps_per_epoch = n // cfg.batch_size  # the ragged end of each epoch is dropped (guided-diffusion)
+        self.total_steps = lr_lib.total_steps(cfg, self.steps_per_epoch)
+
+    def _resume(self, resume) -> None:
+        if resume is None:
+            if checkpoint.list_checkpoints(self.run_dir):
+                raise FileExistsError(f"{self.run_dir} already holds checkpoints; pass resume='auto' to continue "
+                                      f"that run, or choose a new run directory")
+            return self._start_fresh()
+        found = None
+        if self.dist.is_main:
+            if resume == "auto":
+                found = checkpoint.find_resume(self.run_dir, self.cfg.mirror_dir or None)
+            else:
+                found = checkpoint.resolve(resume)
+                if found is None:
+                    raise FileNotFoundError(f"resume={resume!r} holds no usable checkpoint")
+        found = distributed.broadcast_object(str(found) if found else None)
+        if found is None:
+            return self._start_fresh()  # nothing to resume
+        data = checkpoint.load(found, map_location=self.device)
+        sections = getattr(self.task, "config_sections", checkpoint.store.MODEL_SECTIONS)
+        checkpoint.check_compatible(data["exp"], self.exp, sections, source=str(found))
+        self.load_state_dict(data)
+        self.last_checkpoint, self.saved_step = Path(found), self.step
+        if self.dist.is_main:
+            checkpoint.restore_metrics(self.run_dir, Path(found).parent.parent, self.step)
+
+    def _start_fresh(self) -> None:
+        if self.dist.is_main:
+            checkpoint.truncate_metrics(self.run_dir, 0)  # records of a run killed before its first checkpoint
+
+    # --- state -----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """{"model", "ema", "trainer"} for checkpoint.save (collective under DDP: gathers every rank's RNG)."""
+        trainer = {"format": 1, "step": self.step, "epoch": self.epoch, "pos": self.pos,
+                   "optimizer": self.opt.state_dict(),
+                   "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                   "task": self.task.state_dict() if hasattr(self.task, "state_dict") else None,
+                   "rng": distributed.all_gather_object(capture_rng_state()),
+                   "counters": dict(self.counters), "world_size": self.dist.world_size,
+                   "irislib_version": __version__, "torch_version": str(torch.__version__), "time": time.time()}
+        return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "trainer": trainer}
+
+    def load_state_dict(self, data: dict) -> None:
+        """Restore what state_dict() saved (as returned by checkpoint.load)."""
+        tr = data["trainer"]
+        self.model.load_state_dict(data["model"])
+        self.ema.load_state_dict(data["ema"])
+        self.opt.load_state_dict(tr["optimizer"])
+        if self.scaler.is_enabled() and tr.get("scaler"):
+            self.scaler.load_state_dict(tr["scaler"])
+        if tr.get("task") is not None and hasattr(self.task, "load_state_dict"):
+            self.task.load_state_dict(tr["task"])
+        self.step, self.epoch, self.pos = int(tr["step"]), int(tr["epoch"]), int(tr["pos"])
+        self.counters.update(tr.get("counters", {}))
+        states = tr["rng"]
+        restore_rng_state(states[self.dist.rank % len(states)])
+
+    # --- data ------------------------------------------------------------------------------------
+    def _next_batch(self) -> torch.Tensor:
+        """This rank's share of the next global batch, [rank_batch, C, H, W], flipped when data.random_flip."""
+        B = self.cfg.batch_size
+        if self.pos + B > self.steps_per_epoch * B:
+            self.epoch, self.pos, self._iter = self.epoch + 1, 0, None
+        if self._iter is None:
+            self._iter = iter(self._epoch_loader())
+        batch = next(self._iter)
+        batch = (batch[0] if isinstance(batch, (list, tuple)) else batch).to(self.device)
+        if self.exp.data.random_flip:
+            # One mask for the global batch, drawn identically on every rank: same flips at any world size.
+            mask = torch.rand(B, generator=seeded_generator(derive_seed(self.cfg.seed, self.step, "flip"))) < 0.5
+            mask = mask[self.dist.rank::self.dist.world_size].to(self.device).view(-1, *[1] * (batch.dim() - 1))
+            batch = torch.where(mask, batch.flip(-1), batch)
+        return batch
+
+    def _epoch_loader(self) -> DataLoader:
+        """Batches of this epoch from self.pos; rank r takes every world-th image of each global batch."""
+        B, world = self.cfg.batch_size, self.dist.world_size
+        perm = epoch_permutation(len(self.dataset), self.cfg.seed, self.epoch).tolist()
+        batches = [perm[s:s + B][self.dist.rank::world] for s in range(self.pos, self.steps_per_epoch * B, B)]
+        workers = self.exp.data.num_workers
+        return DataLoader(self.dataset, batch_sampler=batches, num_workers=workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    # --- one optimizer step ------------------------------------------------------------------------
+    def train_step(self, batch: torch.Tensor) -> bool:
+        """Accumulate over micro-batches, then step (or skip a non-finite step); True if the weights changed."""
+        for group in self.opt.param_groups:
+            group["lr"] = self.lr
+        if hasattr(self.task, "step"):
+            self.task.step = self.step
+        finite, terms = self.forward_backward(batch)
+        took = False
+        if finite:
+            self.nan_in_row = 0
+            for t in terms:
+                self.meter.add(t, getattr(self.task, "num_timesteps", None))
+            took = self._optimizer_step()
+        else:
+            self._skip_nonfinite()
+        self.step, self.pos = self.step + 1, self.pos + self.cfg.batch_size
+        if self.pos + self.cfg.batch_size > self.steps_per_epoch * self.cfg.batch_size:
+            self.epoch, self.pos, self._iter = self.epoch + 1, 0, None  # (epoch, pos) name the next batch
+        return took
+
+    @property
+    def lr(self) -> float:
+        """The LR of the current step (closed form)."""
+        return lr_lib.lr_at(self.cfg, self.step, epoch=self.epoch, steps_per_epoch=self.steps_per_epoch,
+                            total=self.total_steps)
+
+    def forward_backward(self, batch: torch.Tensor) -> tuple[bool, list[dict]]:
+        """Gradients of the mean loss over the global batch: each micro-batch adds sum(loss) / rank_batch."""
+        self.opt.zero_grad(set_to_none=True)
+        gen = seeded_generator(derive_seed(self.cfg.seed, self.step, "task", self.dist.rank), self.device)
+        finite, terms_all = torch.ones((), dtype=torch.bool, device=self.device), []
+        for i in range(0, batch.shape[0], self.micro):
+            micro = batch[i:i + self.micro]  # [b, C, H, W]; the last one may be smaller
+            is_last = i + self.micro >= batch.shape[0]
+            sync = contextlib.nullcontext() if is_last or not self.dist.is_distributed else self.ddp_model.no_sync()
+            with sync:
+                with self._autocast():
+                    terms = self.task.loss(self.ddp_model, micro, gen)
+                loss = terms["loss"].float().sum() / self.rank_batch
+                finite &= torch.isfinite(loss)
+                self.scaler.scale(loss).backward()
+            terms_all.append({k: v.detach() for k, v in terms.items()})
+        flag = distributed.all_reduce_(finite.float().reshape(1), "min")  # every rank skips together
+        return bool(flag.item() > 0), terms_all
+
+    def _autocast(self):
+        p = self.cfg.precision
+        if p == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
+
+    def _optimizer_step(self) -> bool:
+        """Unscale, clip (norm always measured), step through the GradScaler, update EMA; False if skipped."""
+        self.scaler.unscale_(self.opt)
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        took = scale is None or self.scaler.get_scale() >= scale  # the scale only drops on a skipped step
+        if took:
+            self.ema.update(self.model, self.step)
+            self._grad_norms.append(float(norm))
+        else:
+            self.counters["skipped_steps"] += 1
+        return took
+
+    def _skip_nonfinite(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self.counters["nan_steps"] += 1
+        self.nan_in_row += 1
+        if self.nan_in_row >= self.cfg.nan_patience:
+            last = self.last_checkpoint or "none yet"
+            raise TrainingDiverged(
+                f"training stopped at step {self.step}: the loss was NaN/inf for {self.nan_in_row} steps in a row "
+                f"(train.nan_patience={self.cfg.nan_patience}); nothing was saved after the loss went bad. "
+                f"Last good checkpoint: {last}. Lower train.lr, set train.grad_clip, or use precision=fp32/bf16, "
+                f"then resume")
+
+    # --- the loop ----------------------------------------------------------------------------------
+    def run(self) -> dict:
+        """Train until train.max_steps / train.epochs; returns the last metrics record (+ checkpoint path)."""
+        reporter = Reporter(self)
+        self._last_save_time = time.monotonic()
+        try:
+            while self.step < self.total_steps:
+                batch = self._next_batch()
+                self.train_step(batch)
+                reporter.after_step(batch.shape[0] * self.dist.world_size)
+                self._maybe_sample()
+                self._maybe_save()
+            if self.saved_step != self.step:
+                self.save()
+            self._sample()
+        finally:
+            reporter.close()
+            if self.mirror is not None:
+                self.mirror.join()
+        distributed.barrier()
+        return {**reporter.last, "step": self.step, "epoch": self.epoch, "run_dir": str(self.run_dir),
+                "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
+
+    def _maybe_save(self) -> None:
+        cfg = self.cfg
+        due = bool(cfg.save_every_steps) and self.step % cfg.save_every_steps == 0
+        due = due or (cfg.save_every_minutes > 0 and time.monotonic() - self._last_save_time
+                      >= 60.0 * cfg.save_every_minutes)
+        if distributed.broadcast_object(due) and self.step < self.total_steps:
+            self.save()
+
+    def save(self) -> Path | None:
+        """Checkpoint now (rank 0 writes, every rank waits); refuses while the loss is non-finite."""
+        if self.nan_in_row or not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            warnings.warn(f"step {self.step}: not saving while the loss or weights are NaN/inf; last good "
+                          f"checkpoint {self.last_checkpoint}", RuntimeWarning, stacklevel=2)
+            return None
+        state = self.state_dict()
+        path = None
+        if self.dist.is_main:
+            if self.mirror is not None:
+                self.mirror.join()  # the previous copy must finish before pruning can delete its source
+            path = checkpoint.save(self.run_dir, state, self.exp)
+            if self.mirror is not None:
+                self.mirror.submit(self.run_dir, path)
+        distributed.barrier()
+        self.last_checkpoint, self.saved_step = path or self.last_checkpoint, self.step
+        self._last_save_time = time.monotonic()
+        return path
+
+    # --- samples and probes --------------------------------------------------------------------------
+    def _maybe_sample(self) -> None:
+        every = self.cfg.sample_every_steps
+        if every and self.step % every == 0 and self.step < self.total_steps:
+            self._sample()
+
+    def _sample(self) -> None:
+        if self.sample_fn is None or not self.dist.is_main:
+            return
+        model = self.model
+        if self.ema.rates:
+            model = copy.deepcopy(self.model)
+            model.load_state_dict(self.ema.shadows[self.ema.rates[0]])
+        was_training = model.training
+        model.eval()
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # sampling must not shift the training RNG streams
+            self.sample_fn(model, self.step)
+        model.train(was_training)
+
+    def dead_units(self) -> float | None:
+        """Share of activation channels that never fire on a fixed probe batch (see metrics.dead_unit_fraction)."""
+        if self._probe_batch is False:
+            return None
+        if self._probe_batch is None:
+            n = min(len(self.dataset), PROBE_SIZE, max(self.micro, 1))
+            items = [self.dataset[i] for i in range(n)]
+            items = [x[0] if isinstance(x, (list, tuple)) else x for x in items]
+            self._probe_batch = torch.stack(items).to(self.device)
+        gen = seeded_generator(derive_seed(self.cfg.seed, 0, "probe"), self.device)
+        probe = getattr(self.task, "probe", None)
+        forward = (lambda: probe(self.model, self._probe_batch, gen)) if probe else \
+            (lambda: self.model(self._probe_batch))
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad(), self._autocast():
+                return dead_unit_fraction(self.model, forward)
+        except (TypeError, RuntimeError) as e:
+            warnings.warn(f"dead-unit probe failed ({e}); give the task a probe(model, batch, generator) method",
+                          RuntimeWarning, stacklevel=2)
+            self._probe_batch = False
+            return None
+        finally:
+            self.model.train(was_training)
+
+
+# --- RNG: global states as plain data; the trainer's own generators are closed-form in (seed, step, rank) ---
+
+def derive_seed(seed: int, step: int, stream: str, rank: int = 0) -> int:
+    """A 63-bit seed for one (seed, step, stream, rank); streams are e.g. "flip", "task", "probe"."""
+    digest = hashlib.blake2b(f"{seed}/{step}/{stream}/{rank}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator on `device` seeded with `seed`."""
+    g = torch.Generator(device=device)
+    g.manual_seed(seed)
+    return g
+
+
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The data order of one epoch, identical to DistributedSampler(shuffle=True, seed=seed) after set_epoch."""
+    return torch.randperm(n, generator=seeded_generator(seed + epoch))
+
+
+def capture_rng_state() -> dict:
+    """States of python random, numpy, torch CPU and every CUDA device, as plain lists/ints/tensors."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"python": [version, list(internal), gauss],
+            "numpy": [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def restore_rng_state(state: dict) -> None:
+    """Restore what capture_rng_state returned (CUDA states only for devices that exist)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"].cpu())
+    if torch.cuda.is_available() and state["cuda"]:
+        for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s.cpu(), i)

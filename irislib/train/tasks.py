@@ -1,0 +1,113 @@
+"""Training tasks: what one micro-batch costs. The Trainer only sees per-sample loss terms.
+
+A task has `loss(model, batch [B, C, H, W], generator) -> dict[str, Tensor[B]]` whose "loss" entry is optimised
+(other float entries are logged; an integer "t" entry, with the task's `num_timesteps`, adds guided-diffusion's
+per-quartile logging). Optional: `step` (the Trainer sets it before every batch), `config_sections` (config
+sections a checkpoint must match to resume), `probe(model, batch, generator)` (forward pass for the dead-unit
+figure without side effects) and `state_dict()/load_state_dict()` (saved in the checkpoint).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..config import VAEConfig
+from . import distributed
+
+
+class DiffusionTask:
+    """Denoising loss: t from the t-sampler, noise from the generator, diffusion.training_losses weighted."""
+
+    config_sections = ("unet", "diffusion")
+
+    def __init__(self, diffusion, t_sampler):
+        self.diffusion = diffusion
+        self.t_sampler = t_sampler
+        self.num_timesteps = diffusion.num_timesteps
+        self.step = 0
+
+    def loss(self, model, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Per-sample terms ("loss", "mse", "vb"...) times the t-sampler's importance weights, plus "t"."""
+        t, weights = self.t_sampler.sample(batch.shape[0], batch.device, generator)  # [B], [B]
+        noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
+        terms = self.diffusion.training_losses(model, batch, t, noise=noise)
+        self._update_sampler(t, terms["loss"].detach())
+        out = {k: v * weights for k, v in terms.items()}
+        out["t"] = t
+        return out
+
+    def _update_sampler(self, t: torch.Tensor, losses: torch.Tensor) -> None:
+        # All ranks see all losses (guided-diffusion's update_with_local_losses), so the sampler state is identical
+        # on every rank and rank 0's copy in the checkpoint is the whole truth.
+        t_all, l_all = distributed.all_gather_cat(t), distributed.all_gather_cat(losses.float())
+        finite = torch.isfinite(l_all)
+        if bool(finite.all()):
+            self.t_sampler.update(t_all, l_all)
+        elif bool(finite.any()):
+            self.t_sampler.update(t_all[finite], l_all[finite])
+
+    @torch.no_grad()
+    def probe(self, model, batch: torch.Tensor, generator: torch.Generator) -> None:
+        """One forward pass at timesteps spread evenly over [0, T) (no t-sampler update)."""
+        t = torch.linspace(0, self.num_timesteps - 1, batch.shape[0], device=batch.device).long()  # [B]
+        noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
+        model(self.diffusion.q_sample(batch, t, noise), t)
+
+    def state_dict(self) -> dict:
+        return {"t_sampler": self.t_sampler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.t_sampler.load_state_dict(state["t_sampler"])
+
+
+class VAETask:
+    """VAE loss per sample: recon + beta_t * KL + edge_weight * edge, beta_t ramping linearly over kl_warmup_steps.
+
+    recon: mse or l1, mean over pixels. KL(q(z|x) || N(0, I)) summed over latent dims (not normalised), or
+    averaged over them with kl_per_dim=True. edge: L1 between the x/y finite differences of recon and target,
+    mean over pixels (keeps the pupil edge sharp).
+    """
+
+    config_sections = ("vae",)
+
+    def __init__(self, vae_cfg: VAEConfig, *, kl_per_dim: bool = False):
+        self.cfg = vae_cfg
+        self.kl_per_dim = kl_per_dim
+        self.step = 0
+
+    def beta_at(self, step: int) -> float:
+        """KL weight after linear warm-up from 0 over kl_warmup_steps."""
+        warm = self.cfg.kl_warmup_steps
+        return self.cfg.beta * (min(1.0, step / warm) if warm > 0 else 1.0)
+
+    def loss(self, model, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """{"loss", "recon", "kl", "edge"?}, each [B]."""
+        recon, mean, logvar = model(batch, generator)
+        return self.terms(batch, recon.float(), mean.float(), logvar.float())
+
+    def terms(self, x, recon, mean, logvar) -> dict[str, torch.Tensor]:
+        """The loss terms from a forward pass (separate so they can be checked against a reference)."""
+        err = recon - x.float()
+        pix = err.pow(2) if self.cfg.recon_loss == "mse" else err.abs()
+        rec = pix.flatten(1).mean(1)  # [B]
+        kl_elem = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
+        kl = kl_elem.flatten(1).mean(1) if self.kl_per_dim else kl_elem.flatten(1).sum(1)  # [B]
+        out = {"recon": rec, "kl": kl}
+        total = rec + self.beta_at(self.step) * kl
+        if self.cfg.edge_weight > 0:
+            out["edge"] = edge_loss(recon, x.float())
+            total = total + self.cfg.edge_weight * out["edge"]
+        out["loss"] = total
+        return out
+
+    @torch.no_grad()
+    def probe(self, model, batch: torch.Tensor, generator: torch.Generator) -> None:
+        """One forward pass for the dead-unit figure."""
+        model(batch, generator)
+
+
+def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean |d/dx recon - d/dx target| + mean |d/dy recon - d/dy target|; [B, C, H, W] -> [B]."""
+    dx = (recon[..., :, 1:] - recon[..., :, :-1]) - (target[..., :, 1:] - target[..., :, :-1])
+    dy = (recon[..., 1:, :] - recon[..., :-1, :]) - (target[..., 1:, :] - target[..., :-1, :])
+    return dx.abs().flatten(1).mean(1) + dy.abs().flatten(1).mean(1)

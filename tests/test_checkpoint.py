@@ -1,0 +1,183 @@
+"""irislib.checkpoint: atomic verified checkpoints, fallback on damage, refusal of code payloads, Drive mirror."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
+from toy import ToyDataset, ToyNet, ToyTask, one_thread, toy_exp  # noqa: E402,F401
+
+from irislib import checkpoint  # noqa: E402
+from irislib.checkpoint import CheckpointError  # noqa: E402
+from irislib.config import ConfigError  # noqa: E402
+from irislib.train import Trainer  # noqa: E402
+
+
+def _train(run_dir, steps=8, save_every=4, resume="auto", **kw):
+    torch.manual_seed(0)
+    exp = toy_exp(max_steps=steps, save_every_steps=save_every, keep_last=10, **kw)
+    tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run_dir, resume=resume, progress=False)
+    tr.run()
+    return tr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A finished 8-step run with checkpoints at steps 4 and 8 (copied per test before damaging it)."""
+    run = tmp_path_factory.mktemp("run") / "run"
+    _train(run)
+    return run
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    import shutil
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_layout_pointer_and_round_trip(trained):
+    pointer = json.loads((trained / "latest.json").read_text())
+    assert pointer["step"] == 8 and pointer["dir"] == "checkpoints/step_000008"
+    ckpt = trained / pointer["dir"]
+    names = {"model.safetensors", "ema_0.9.safetensors", "ema_0.99.safetensors", "trainer_state.pt", "config.json"}
+    assert set(pointer["files"]) == names
+    for name, digest in pointer["files"].items():
+        assert checkpoint.sha256_file(ckpt / name) == digest
+    assert (trained / "config.json").read_text() == (ckpt / "config.json").read_text()
+    assert not [p for p in trained.rglob("*") if ".tmp-" in p.name]
+    # trainer state loads with plain torch.load(weights_only=True), numpy RNG stored as plain lists
+    state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+    assert state["step"] == 8 and isinstance(state["rng"][0]["numpy"][1], list)
+    exp, model, emas = checkpoint.load_run(trained)
+    assert exp.train.max_steps == 8 and set(emas) == {0.9, 0.99}
+    net = ToyNet()
+    net.load_state_dict(model)
+    _, ema_sd = checkpoint.load_weights(trained)
+    assert all(torch.equal(ema_sd[k], emas[0.9][k]) for k in ema_sd)
+
+
+def test_truncated_newest_falls_back_with_warning(trained, tmp_path):
+    run = _copy(trained, tmp_path / "run")
+    bad = run / "checkpoints/step_000008/model.safetensors"
+    bad.write_bytes(bad.read_bytes()[:-50])
+    with pytest.warns(UserWarning, match=r"step_000008/model\.safetensors fails its sha256 check"):
+        found = checkpoint.find_resume(run)
+    assert found == run / "checkpoints/step_000004"
+    # The Trainer resumes from step 4 and trains on to 8 again.
+    with pytest.warns(UserWarning, match="falling back"):
+        tr = _train(run)
+    assert tr.step == 8 and checkpoint.verify(run / "checkpoints/step_000008")
+
+
+def test_flipped_byte_is_detected(trained, tmp_path):
+    run = _copy(trained, tmp_path / "run")
+    path = run / "checkpoints/step_000008/trainer_state.pt"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"trainer_state\.pt fails its sha256 check"):
+        checkpoint.verify(run / "checkpoints/step_000008")
+    with pytest.raises(CheckpointError, match="sha256"):
+        checkpoint.load(run / "checkpoints/step_000008")
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_pickle_with_code_payload_is_refused(trained, tmp_path):
+    run = _copy(trained, tmp_path / "run")
+    ckpt = run / "checkpoints/step_000008"
+    marker = tmp_path / "payload_ran"
+    (ckpt / "trainer_state.pt").write_bytes(pickle.dumps({"step": 8, "evil": _Payload(str(marker))}))
+    # Re-sign the manifest and pointer so the file passes the hash check: only the loader can stop it now.
+    manifest = json.loads((ckpt / "manifest.json").read_text())
+    manifest["files"]["trainer_state.pt"] = checkpoint.sha256_file(ckpt / "trainer_state.pt")
+    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointError, match=r"trainer_state\.pt refused.*Nothing from it was executed"):
+        checkpoint.load(ckpt)
+    with pytest.raises(CheckpointError, match="refused"):
+        _train(run)
+    assert not marker.exists(), "the pickle payload ran"
+    # Control: the same pickle does run its payload under a plain pickle.load, so the test can fail.
+    pickle.loads((ckpt / "trainer_state.pt").read_bytes())
+    assert marker.exists()
+
+
+def test_config_mismatch_is_refused_naming_the_field(trained, tmp_path):
+    run = _copy(trained, tmp_path / "run")
+    exp = toy_exp(max_steps=8, keep_last=10)
+    exp.unet.num_channels = 64
+    with pytest.raises(ConfigError, match=r"unet\.num_channels: .* has 128, requested 64"):
+        Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False)
+    exp.unet.num_channels = 128
+    exp.train.lr = 5e-3  # training fields may change on resume
+    Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False)
+
+
+def test_fresh_run_refuses_to_overwrite_and_missing_auto_starts_fresh(trained, tmp_path):
+    with pytest.raises(FileExistsError, match="resume='auto'"):
+        Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(max_steps=8), trained, progress=False)
+    tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(max_steps=8), tmp_path / "new", resume="auto",
+                 progress=False)
+    assert tr.step == 0
+    with pytest.raises(FileNotFoundError, match="neither a run directory"):
+        Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(max_steps=8), tmp_path / "x",
+                resume=tmp_path / "nothing", progress=False)
+
+
+def test_keep_last_and_milestones(tmp_path):
+    torch.manual_seed(0)
+    exp = toy_exp(max_steps=12, save_every_steps=2, keep_last=2, milestone_every_steps=4)
+    Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, tmp_path / "run", progress=False).run()
+    steps = sorted(s for s, _ in checkpoint.list_checkpoints(tmp_path / "run"))
+    assert steps == [4, 8, 10, 12]
+
+
+def test_shared_tensors_are_saved(tmp_path):
+    w = torch.randn(3, 3)
+    checkpoint.files.save_tensors(tmp_path / "m.safetensors", {"a": w, "b": w, "c": w[0]})
+    out = checkpoint.files.load_tensors(tmp_path / "m.safetensors")
+    assert torch.equal(out["a"], w) and torch.equal(out["b"], w) and torch.equal(out["c"], w[0])
+
+
+def test_mirror_copies_and_resumes_alone(tmp_path):
+    run, mirror = tmp_path / "local", tmp_path / "drive"
+    _train(run, steps=8, save_every=4, mirror_dir=str(mirror))
+    assert sorted(s for s, _ in checkpoint.list_checkpoints(mirror)) == [4, 8]
+    assert json.loads((mirror / "latest.json").read_text())["step"] == 8
+    for _, path in checkpoint.list_checkpoints(mirror):
+        checkpoint.verify(path)
+    assert (mirror / "metrics.jsonl").read_text() == (run / "metrics.jsonl").read_text()
+    import shutil
+    shutil.rmtree(run)  # the Colab VM is gone; only Drive is left
+    torch.manual_seed(1)
+    exp = toy_exp(max_steps=12, save_every_steps=4, keep_last=10, mirror_dir=str(mirror))
+    tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False)
+    assert tr.step == 8
+    ref = checkpoint.load(mirror / "checkpoints/step_000008")["model"]
+    assert all(torch.equal(tr.model.state_dict()[k], ref[k]) for k in ref)
+    tr.run()
+    assert [r["step"] for r in checkpoint.read_metrics(run)] == list(range(1, 13))
+    assert sorted(s for s, _ in checkpoint.list_checkpoints(mirror)) == [4, 8, 12]
+
+
+def test_failing_mirror_warns_and_training_continues(tmp_path):
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the mirror folder should be")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tr = _train(tmp_path / "run", mirror_dir=str(blocker))
+    assert tr.step == 8 and checkpoint.find_resume(tmp_path / "run").name == "step_000008"
+    assert any("mirror copy" in str(w.message) and "training continues" in str(w.message) for w in caught)

@@ -1,0 +1,94 @@
+"""irislib.colab: detection with a fake google.colab module, guarded Drive mount, default run/mirror folders."""
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from irislib import colab, presets
+
+
+@pytest.fixture
+def local(monkeypatch):
+    """Plain Python: no google.colab, no override."""
+    monkeypatch.delenv(colab.ENV_OVERRIDE, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+
+
+@pytest.fixture
+def fake_colab(monkeypatch, tmp_path, local):
+    """A google.colab module whose drive.mount creates MyDrive under a temp 'mount point'; /content -> tmp."""
+    mounts = []
+
+    def mount(mountpoint, force_remount=False, timeout_ms=120000, readonly=False):
+        mounts.append((mountpoint, force_remount))
+        (Path(mountpoint) / "MyDrive").mkdir(parents=True, exist_ok=True)
+
+    pkg = types.ModuleType("google.colab")
+    pkg.drive = types.SimpleNamespace(mount=mount)
+    monkeypatch.setitem(sys.modules, "google.colab", pkg)
+    monkeypatch.setattr(colab, "COLAB_CONTENT", tmp_path / "content")
+    monkeypatch.setattr(colab, "DRIVE_MOUNT", tmp_path / "content" / "drive")
+    return mounts
+
+
+def test_detection(local, monkeypatch):
+    assert not colab.in_colab()
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert colab.in_colab()
+    monkeypatch.setenv(colab.ENV_OVERRIDE, "local")
+    assert not colab.in_colab()
+    monkeypatch.delitem(sys.modules, "google.colab")
+    monkeypatch.setenv(colab.ENV_OVERRIDE, "colab")
+    assert colab.in_colab()
+
+
+def test_mount_drive_is_a_logged_noop_outside_colab(local, capsys, tmp_path):
+    assert colab.mount_drive(tmp_path / "drive") is None
+    assert "not in Colab" in capsys.readouterr().out
+    assert not (tmp_path / "drive").exists()
+
+
+def test_mount_drive_in_colab_mounts_once(fake_colab, tmp_path):
+    point = tmp_path / "content" / "drive"
+    assert colab.mount_drive(point) == point / "MyDrive"
+    assert colab.mount_drive(point) == point / "MyDrive"       # already mounted: no second OAuth prompt
+    assert fake_colab == [(str(point), False)]
+    colab.mount_drive(point, force_remount=True)
+    assert fake_colab[-1] == (str(point), True)
+
+
+def test_setup_in_colab_mounts_and_mirrors_to_drive(fake_colab, tmp_path, capsys):
+    env = colab.setup(run_dir="runs/vae")
+    content = tmp_path / "content"
+    assert env.in_colab and env.drive_root == content / "drive" / "MyDrive" / "irislib"
+    assert env.runs_root == content / "runs"
+    assert env.run_dir == content / "runs" / "vae"
+    assert env.mirror_dir == content / "drive" / "MyDrive" / "irislib" / "runs" / "vae"
+    drive_run = content / "drive" / "MyDrive" / "exp" / "unet64"   # a run folder given as a Drive path
+    assert env.paths(drive_run) == (content / "runs" / "unet64", drive_run)
+    assert env.paths("x", mirror_dir="none") == (content / "x", None)
+    assert "irislib Colab" in capsys.readouterr().out
+
+
+def test_setup_headless_keeps_paths_and_reports_device(local, monkeypatch):
+    env = colab.setup(run_dir="/tmp/r")
+    assert (env.in_colab, env.drive_root, env.run_dir, env.mirror_dir) == (False, None, Path("/tmp/r"), None)
+    assert env.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Tesla T4")
+    env = colab.setup()
+    assert (env.has_gpu, env.device, env.gpu_name) == (True, "cuda", "Tesla T4")
+
+
+def test_default_paths_explicit_mirror_outside_colab(local, tmp_path):
+    assert colab.default_paths("runs/a") == (Path("runs/a"), None)
+    assert colab.default_paths("runs/a", mirror_dir=tmp_path / "m") == (Path("runs/a"), tmp_path / "m")
+    assert colab.default_paths("runs/a", mirror_dir="") == (Path("runs/a"), None)
+
+
+def test_smoke_overrides_make_a_valid_tiny_cpu_experiment():
+    exp = presets.get("tiny").override(colab.smoke_overrides()).validate()
+    assert (exp.train.max_steps, exp.train.device, exp.data.path, exp.unet.image_size) == (2, "cpu", "synthetic:16", 32)
+    assert presets.get("tiny").override(colab.smoke_overrides(5)).train.max_steps == 5

@@ -1,0 +1,117 @@
+"""DiffusionTask and VAETask against hand-written references (toy stand-ins for the diffusion and the VAE)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from toy import one_thread  # noqa: F401
+
+from irislib.config import VAEConfig
+from irislib.train.tasks import DiffusionTask, VAETask, edge_loss
+
+
+class FakeDiffusion:
+    num_timesteps = 100
+
+    def training_losses(self, model, x_start, t, model_kwargs=None, noise=None):
+        mse = (model(x_start + noise) - noise).pow(2).flatten(1).mean(1)
+        return {"loss": mse + t.float() / 100, "mse": mse}
+
+    def q_sample(self, x_start, t, noise):
+        return x_start + noise
+
+
+class FakeSampler:
+    def __init__(self):
+        self.updates = []
+
+    def sample(self, batch_size, device, generator):
+        t = torch.randint(0, 100, (batch_size,), generator=generator, device=device)
+        return t, torch.full((batch_size,), 2.0)
+
+    def update(self, t, losses):
+        self.updates.append((t.clone(), losses.clone()))
+
+    def state_dict(self):
+        return {"n": len(self.updates)}
+
+    def load_state_dict(self, state):
+        self.loaded = state
+
+
+def test_diffusion_task_weights_terms_updates_sampler_and_returns_t():
+    sampler, model = FakeSampler(), nn.Conv2d(1, 1, 1)
+    task = DiffusionTask(FakeDiffusion(), sampler)
+    x = torch.randn(5, 1, 4, 4)
+    out = task.loss(model, x, torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 100, (5,), generator=g)
+    noise = torch.randn(x.shape, generator=g)
+    mse = (model(x + noise) - noise).pow(2).flatten(1).mean(1)
+    assert torch.equal(out["t"], t)
+    torch.testing.assert_close(out["mse"], 2 * mse)
+    torch.testing.assert_close(out["loss"], 2 * (mse + t / 100))
+    torch.testing.assert_close(sampler.updates[0][1], mse + t / 100)  # the sampler sees unweighted losses
+    assert task.state_dict() == {"t_sampler": {"n": 1}} and task.config_sections == ("unet", "diffusion")
+
+
+class FakeVAE(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(1, 4, 1)
+        self.dec = nn.Conv2d(2, 1, 1)
+
+    def forward(self, x, generator=None):
+        mean, logvar = self.enc(x).chunk(2, dim=1)
+        z = mean + (0.5 * logvar).exp() * torch.randn(mean.shape, generator=generator)
+        return self.dec(z), mean, logvar
+
+
+@pytest.mark.parametrize("recon_loss", ["mse", "l1"])
+def test_vae_task_terms_match_reference(recon_loss):
+    cfg = VAEConfig(beta=0.1, kl_warmup_steps=10, recon_loss=recon_loss, edge_weight=0.5)
+    task, model = VAETask(cfg), FakeVAE()
+    x = torch.randn(3, 1, 6, 6)
+    task.step = 4
+    out = task.loss(model, x, torch.Generator().manual_seed(1))
+    recon, mean, logvar = model(x, torch.Generator().manual_seed(1))
+    err = recon - x
+    rec = (err ** 2 if recon_loss == "mse" else err.abs()).mean(dim=(1, 2, 3))
+    kl = 0.5 * (mean ** 2 + logvar.exp() - 1 - logvar).sum(dim=(1, 2, 3))
+    gx = lambda a: a[..., :, 1:] - a[..., :, :-1]  # noqa: E731
+    gy = lambda a: a[..., 1:, :] - a[..., :-1, :]  # noqa: E731
+    edge = (gx(recon) - gx(x)).abs().mean(dim=(1, 2, 3)) + (gy(recon) - gy(x)).abs().mean(dim=(1, 2, 3))
+    torch.testing.assert_close(out["recon"], rec)
+    torch.testing.assert_close(out["kl"], kl)
+    torch.testing.assert_close(out["edge"], edge)
+    torch.testing.assert_close(out["loss"], rec + 0.1 * 0.4 * kl + 0.5 * edge)  # beta ramped 4/10 of the way
+    assert task.beta_at(0) == 0 and task.beta_at(10) == task.beta_at(50) == pytest.approx(0.1)
+    per_dim = VAETask(cfg, kl_per_dim=True).terms(x, recon, mean, logvar)["kl"]
+    torch.testing.assert_close(per_dim, kl / mean[0].numel())
+
+
+def test_edge_loss_is_zero_for_a_constant_shift():
+    x = torch.randn(2, 1, 5, 5)
+    assert torch.allclose(edge_loss(x + 3.0, x), torch.zeros(2), atol=1e-6)
+
+
+def test_diffusion_task_with_the_real_modules_if_present():
+    gaussian = pytest.importorskip("irislib.diffusion")
+    resample = pytest.importorskip("irislib.diffusion.resample")
+    if not hasattr(gaussian, "GaussianDiffusion"):
+        pytest.skip("irislib.diffusion.GaussianDiffusion not written yet")
+    from irislib.config import DiffusionConfig
+    diffusion = gaussian.GaussianDiffusion(DiffusionConfig(diffusion_steps=50), learn_sigma=False)
+    task = DiffusionTask(diffusion, resample.make_t_sampler("uniform", diffusion))
+
+    class EpsNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x, t, cond=None):
+            return self.conv(x)
+
+    out = task.loss(EpsNet(), torch.randn(4, 1, 8, 8), torch.Generator().manual_seed(0))
+    assert out["loss"].shape == (4,) and out["t"].shape == (4,) and torch.isfinite(out["loss"]).all()
