@@ -89,10 +89,10 @@ def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int) -> np
     if y1 > y0 and x1 > x0:
         crop[y0 - top:y1 - top, x0 - left:x1 - left] = x[y0:y1, x0:x1]
     if size != image_size:
-        chans = [np.asarray(Image.fromarray(crop[..., k], mode="F").resize((image_size, image_size),
-                                                                          Image.Resampling.LANCZOS))
-                 for k in range(c)]
-        crop = np.stack(chans, axis=2)
+        out = (image_size, image_size)
+        chans = [Image.fromarray(np.ascontiguousarray(crop[..., k])).resize(out, Image.Resampling.LANCZOS)
+                 for k in range(c)]                                  # float ("F") images keep 16-bit precision
+        crop = np.stack([np.asarray(im) for im in chans], axis=2)
     return np.clip(crop, 0, 1).transpose(2, 0, 1)                 # [C, S, S]
 
 

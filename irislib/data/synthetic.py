@@ -143,7 +143,7 @@ def _lashes(rng, eye, shape) -> np.ndarray:
         y0, c = (eye["y_up"], eye["c_up"]) if down else (eye["y_lo"], eye["c_lo"])
         y = y0 + c * (x - eye["x0"]) ** 2
         fan = (s["u"] * 2 - 1) * 1.1 + s["tilt"]               # outward fan along the lid
-        dirs = np.stack([np.sin(fan), np.cos(fan) * (1.0 if down else 1.0)], 1)
+        dirs = np.stack([np.sin(fan), np.cos(fan)], 1)                   # pointing down (+y), fanned out
         if down:   # upper lashes: mostly downward over the iris, a few curling up
             dirs[:, 1] *= np.where(rng.uniform(size=n) < 0.8, 1.0, -1.0)
         cover.append(render_lashes(shape, np.stack([x, y], 1), dirs, s, R, sigma=max(0.35, 0.006 * R)))
