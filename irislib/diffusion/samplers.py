@@ -111,7 +111,8 @@ def _ddim_step(chain, out, x, t, i, noise_fn, state):
     eps = chain.predict_eps_from_xstart(x, t, out["pred_xstart"])
     alpha_bar = chain._extract("alphas_cumprod", t, x)
     alpha_bar_prev = chain._extract("alphas_cumprod_prev", t, x)
-    sigma = state["eta"] * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
+    sigma = (state["eta"] * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
+             * torch.sqrt(1 - alpha_bar / alpha_bar_prev))
     x_prev = out["pred_xstart"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps
     if i > 0 and state["eta"] > 0:
         x_prev = x_prev + sigma * noise_fn()

@@ -8,6 +8,10 @@ import torch
 from irislib.config import DiffusionConfig
 from irislib.diffusion import GaussianDiffusion
 
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)   # the peer's fp16_util uses deprecated torch.cuda.amp decorators
+    import guided_diffusion.script_util  # noqa: F401  (the peer; imported once here, quietly)
+
 
 @pytest.fixture(autouse=True)
 def _seeded_single_thread():
@@ -21,9 +25,7 @@ def _seeded_single_thread():
 
 def _peer(**flags):
     """guided-diffusion's diffusion for the same flags (its create_gaussian_diffusion)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)   # its fp16_util uses deprecated torch.cuda.amp decorators
-        from guided_diffusion.script_util import create_gaussian_diffusion
+    from guided_diffusion.script_util import create_gaussian_diffusion
     return create_gaussian_diffusion(**flags)
 
 
