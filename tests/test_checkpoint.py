@@ -55,12 +55,15 @@ def test_layout_pointer_and_round_trip(trained):
     # trainer state loads with plain torch.load(weights_only=True), numpy RNG stored as plain lists
     state = torch.load(ckpt / "trainer_state.pt", weights_only=True)
     assert state["step"] == 8 and isinstance(state["rng"][0]["numpy"][1], list)
-    exp, model, emas = checkpoint.load_run(trained)
+    exp, model, emas = checkpoint.load_run_all(trained)
     assert exp.train.max_steps == 8 and set(emas) == {0.9, 0.99}
     net = ToyNet()
     net.load_state_dict(model)
-    _, ema_sd = checkpoint.load_weights(trained)
+    _, ema_sd = checkpoint.load_run(trained)  # EMA of the first rate
     assert all(torch.equal(ema_sd[k], emas[0.9][k]) for k in ema_sd)
+    _, raw = checkpoint.load_run(trained, use_ema=False)
+    assert all(torch.equal(raw[k], model[k]) for k in raw) and not torch.equal(raw["conv1.weight"],
+                                                                                  ema_sd["conv1.weight"])
 
 
 def test_truncated_newest_falls_back_with_warning(trained, tmp_path):
@@ -96,6 +99,7 @@ class _Payload:
         return (os.mkdir, (self.marker,))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickle_with_code_payload_is_refused(trained, tmp_path):
     run = _copy(trained, tmp_path / "run")
     ckpt = run / "checkpoints/step_000008"
@@ -181,3 +185,20 @@ def test_failing_mirror_warns_and_training_continues(tmp_path):
         tr = _train(tmp_path / "run", mirror_dir=str(blocker))
     assert tr.step == 8 and checkpoint.find_resume(tmp_path / "run").name == "step_000008"
     assert any("mirror copy" in str(w.message) and "training continues" in str(w.message) for w in caught)
+
+
+def test_run_directory_extras(tmp_path):
+    from PIL import Image
+    path = checkpoint.write_sample_grid(tmp_path, 12, Image.new("L", (4, 4), 200))
+    assert path == tmp_path / "samples/step_000012.png" and Image.open(path).getpixel((0, 0)) == 200
+    assert checkpoint.load_prior(tmp_path) is None
+    checkpoint.save_prior(tmp_path, {"means": torch.ones(2, 3)})
+    assert torch.equal(checkpoint.load_prior(tmp_path)["means"], torch.ones(2, 3))
+    # A bare run directory (config.json + model.safetensors, as compat.import_guided writes) loads too.
+    exp = toy_exp()
+    exp.to_json(tmp_path / "bare.json")
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare/config.json").write_text((tmp_path / "bare.json").read_text())
+    checkpoint.files.save_tensors(tmp_path / "bare/model.safetensors", ToyNet().state_dict())
+    got_exp, state = checkpoint.load_run(tmp_path / "bare")
+    assert got_exp.train.lr == exp.train.lr and set(state) == set(ToyNet().state_dict())

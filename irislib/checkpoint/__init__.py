@@ -1,15 +1,17 @@
 """The only code that reads or writes a run directory: atomic checkpoints, verification, resume, Drive mirror.
 
 `save(run_dir, trainer.state_dict(), exp)` -> checkpoint folder; `find_resume(run_dir, mirror_dir)` -> newest
-good folder or None; `load(folder)` -> dict; `load_run(run_dir)` -> (exp, model_state, {rate: ema_state}).
+good folder or None; `load(folder)` -> dict; `load_run(run_dir, use_ema=True)` -> (exp, state_dict) for sampling;
+`load_run_all(run_dir)` -> (exp, model_state, {rate: ema_state}).
 """
+from .artifacts import load_prior, save_prior, write_sample_grid
 from .files import sha256_file
 from .metrics import append_metrics, read_metrics, restore_metrics, truncate_metrics
 from .mirror import Mirror
 from .store import (POINTER, CheckpointError, check_compatible, find_resume, list_checkpoints, load, load_run,
-                    load_trainer_state, load_weights, prune, resolve, save, verify,
-                    write_config)
+                    load_run_all, load_trainer_state, prune, resolve, save, verify, write_config)
 
-__all__ = ["save", "find_resume", "resolve", "load", "load_run", "load_weights", "load_trainer_state", "verify",
+__all__ = ["save", "find_resume", "resolve", "load", "load_run", "load_run_all", "load_trainer_state", "verify",
            "prune", "list_checkpoints", "check_compatible", "CheckpointError", "Mirror", "append_metrics",
-           "read_metrics", "restore_metrics", "truncate_metrics", "write_config", "sha256_file", "POINTER"]
+           "read_metrics", "restore_metrics", "truncate_metrics", "write_config", "write_sample_grid", "save_prior",
+           "load_prior", "sha256_file", "POINTER"]

@@ -204,9 +204,15 @@ def prune(run_dir, keep_last: int, milestone_every_steps: int = 0) -> list[Path]
     return removed
 
 
-def load_run(run_dir, checkpoint=None) -> tuple[Experiment, dict, dict]:
-    """(exp, model_state, {rate: ema_state}) of a run's newest good checkpoint (or the given checkpoint folder)."""
-    ckpt = Path(checkpoint) if checkpoint else resolve(run_dir)
+def load_run_all(run_dir, checkpoint=None) -> tuple[Experiment, dict, dict]:
+    """(exp, model_state, {rate: ema_state}) of a run's newest good checkpoint (or the given checkpoint folder).
+
+    A bare run directory holding only config.json + model.safetensors (irislib.compat.import_guided) also works.
+    """
+    run = Path(run_dir)
+    if checkpoint is None and not (run / "checkpoints").is_dir() and (run / MODEL_FILE).is_file():
+        return Experiment.from_json(run / "config.json"), load_tensors(run / MODEL_FILE), {}
+    ckpt = Path(checkpoint) if checkpoint else resolve(run)
     if ckpt is None:
         raise FileNotFoundError(f"{run_dir} has no usable checkpoint; train first or point at another run")
     data = load(ckpt, trainer_state=False)
@@ -214,9 +220,10 @@ def load_run(run_dir, checkpoint=None) -> tuple[Experiment, dict, dict]:
     return data["exp"], data["model"], emas
 
 
-def load_weights(run_dir, use_ema: bool = True) -> tuple[Experiment, dict]:
-    """(exp, state_dict) for sampling: the EMA of the first train.ema_rate when use_ema, else the raw weights."""
-    exp, model, emas = load_run(run_dir)
+def load_run(run_dir, use_ema: bool = True, checkpoint=None) -> tuple[Experiment, dict]:
+    """(exp, state_dict) for sampling: the EMA of the first train.ema_rate when use_ema (and saved), else the raw
+    weights, from the run's newest checkpoint that verifies."""
+    exp, model, emas = load_run_all(run_dir, checkpoint)
     if use_ema and emas:
         rate = next((r for r in exp.train.ema_rate if r in emas), max(emas))
         return exp, emas[rate]

@@ -18,10 +18,12 @@ class DistInfo:
 
     @property
     def is_main(self) -> bool:
+        """Rank 0, the process that writes files."""
         return self.rank == 0
 
     @property
     def is_distributed(self) -> bool:
+        """More than one process."""
         return self.world_size > 1
 
 

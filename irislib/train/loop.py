@@ -64,6 +64,11 @@ class Trainer:
         if is_main:
             checkpoint.write_config(self.run_dir, exp)
 
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes files (rank 0)."""
+        return self.dist.is_main
+
     # --- set-up ----------------------------------------------------------------------------------
     def _setup_batches(self) -> None:
         cfg, world = self.cfg, self.dist.world_size
@@ -105,6 +110,11 @@ class Trainer:
             checkpoint.restore_metrics(self.run_dir, Path(found).parent.parent, self.step)
 
     def _start_fresh(self) -> None:
+        # Seed the global RNGs (dropout, user code) per rank; a resume restores them from the checkpoint instead.
+        seed = derive_seed(self.cfg.seed, 0, "global", self.dist.rank)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
         if self.dist.is_main:
             checkpoint.truncate_metrics(self.run_dir, 0)  # records of a run killed before its first checkpoint
 

@@ -126,6 +126,7 @@ class Reporter:
         return record
 
     def close(self) -> None:
+        """Close the progress bar."""
         self.bar.close()
 
 

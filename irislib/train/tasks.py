@@ -9,7 +9,6 @@ figure without side effects) and `state_dict()/load_state_dict()` (saved in the 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ..config import VAEConfig
 from . import distributed
@@ -54,9 +53,11 @@ class DiffusionTask:
         model(self.diffusion.q_sample(batch, t, noise), t)
 
     def state_dict(self) -> dict:
+        """The t-sampler's state (loss history), saved in trainer_state.pt."""
         return {"t_sampler": self.t_sampler.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore state_dict()."""
         self.t_sampler.load_state_dict(state["t_sampler"])
 
 

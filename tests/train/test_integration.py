@@ -40,8 +40,8 @@ def test_diffusion_training_and_resume(tmp_path):
     tr = make(3)
     assert tr.step == 2
     tr.run()
-    exp2, model, emas = checkpoint.load_run(tmp_path / "unet")
-    unet.UNet(exp2.unet).load_state_dict(emas[0.99])
+    exp2, ema_state = checkpoint.load_run(tmp_path / "unet")
+    unet.UNet(exp2.unet).load_state_dict(ema_state)
 
 
 def test_vae_training(tmp_path):

@@ -36,7 +36,8 @@ class NaNAfter(ToyTask):
 
 def test_nan_guard_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     tr = _trainer(tmp_path, task=NaNAfter(6), max_steps=20, save_every_steps=2, nan_patience=3)
-    with pytest.raises(TrainingDiverged, match=r"NaN/inf for 3 steps in a row \(train.nan_patience=3\).*step_000006"):
+    with pytest.raises(TrainingDiverged, match=r"NaN/inf for 3 steps in a row \(train.nan_patience=3\).*step_000006"), \
+            pytest.warns(RuntimeWarning, match="step 8: not saving while the loss"):
         tr.run()
     assert tr.counters["nan_steps"] == 3 and tr.step == 8
     found = checkpoint.find_resume(tmp_path / "run")
@@ -157,7 +158,12 @@ def test_ema_warmup_decay_and_update():
     torch.testing.assert_close(ema.shadows[0.5]["weight"], start + 0.5)
 
 
-def test_bad_batch_settings_are_config_errors(tmp_path):
+def test_bad_batch_settings_are_config_errors(tmp_path, monkeypatch):
+    from irislib.train import distributed
+    monkeypatch.setattr(distributed, "setup", lambda device: distributed.DistInfo(0, 4, 0, torch.device("cpu")))
+    with pytest.raises(ConfigError, match="batch_size=6 does not divide among 4 processes; use a multiple of 4"):
+        _trainer(tmp_path, batch_size=6)
+    monkeypatch.undo()
     with pytest.raises(ConfigError, match="fewer than train.batch_size=16"):
         _trainer(tmp_path, batch_size=16, microbatch=4)
     with pytest.raises(ConfigError, match="microbatch=8 is larger than batch_size=6"):
