@@ -16,25 +16,27 @@ import torch
 import torch.nn.functional as F
 
 
-def _feats(x) -> torch.Tensor:
-    """numpy/torch [N, D] -> float64 CPU tensor."""
-    t = x.detach().cpu() if torch.is_tensor(x) else torch.from_numpy(np.asarray(x))
-    if t.ndim != 2:
-        raise ValueError(f"features have shape {tuple(t.shape)}; pass [N, D]")
-    return t.to(torch.float64)
+def _feats(x) -> np.ndarray:
+    """numpy/torch [N, D] -> float64 numpy (numpy: small matrices, no thread pool to contend for)."""
+    a = x.detach().cpu().double().numpy() if torch.is_tensor(x) else np.asarray(x, dtype=np.float64)
+    if a.ndim != 2:
+        raise ValueError(f"features have shape {a.shape}; pass [N, D]")
+    return a
 
 
-def polynomial_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """k(x, y) = (x.y / d + 1)^3 for all pairs -> [N, M]."""
     return (x @ y.T / x.shape[1] + 1.0) ** 3
 
 
-def mmd2_unbiased(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Unbiased MMD^2 (Gretton et al. 2012, Lemma 6): diagonal terms left out of the within-set means."""
+def mmd2_unbiased(x, y) -> float:
+    """Unbiased MMD^2 (Gretton et al. 2012, Lemma 6) of features [m, D], [n, D]: diagonal terms left out of the
+    within-set means."""
+    x, y = _feats(x), _feats(y)
     m, n = len(x), len(y)
     kxx, kyy, kxy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
-    sxx = (kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
-    syy = (kyy.sum() - kyy.diagonal().sum()) / (n * (n - 1))
+    sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+    syy = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
     return float(sxx + syy - 2 * kxy.mean())
 
 
@@ -50,8 +52,8 @@ def kid(feats_a, feats_b, subsets: int = 100, subset_size: int = 1000,
         raise ValueError(f"KID needs at least 2 images per set, got {len(a)} and {len(b)}")
     if not isinstance(generator, torch.Generator):
         generator = torch.Generator().manual_seed(0 if generator is None else int(generator))
-    vals = [mmd2_unbiased(a[torch.randperm(len(a), generator=generator)[:m]],
-                          b[torch.randperm(len(b), generator=generator)[:m]]) for _ in range(subsets)]
+    vals = [mmd2_unbiased(a[torch.randperm(len(a), generator=generator)[:m].numpy()],
+                          b[torch.randperm(len(b), generator=generator)[:m].numpy()]) for _ in range(subsets)]
     v = np.array(vals)
     return float(v.mean()), float(v.std())
 

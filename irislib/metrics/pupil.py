@@ -1,14 +1,17 @@
 """Pupil and iris geometry of one NIR eye image: segmentation, sub-pixel boundary, ellipse fit, edge width, limbus.
 
-Pipeline (numpy only): normalise to [0, 1] -> threshold the dark part (Otsu) -> open away eyelashes -> connected
-components -> pick the darkest large compact central blob -> fill glint holes -> cast rays from its centre and take the
-50 % crossing between the pupil and the local iris level on each (bilinear samples, linear interpolation) -> drop rays
-that touch a glint -> robust direct least-squares ellipse (Halir & Flusser 1998) -> re-cast from the ellipse centre.
-The limbus is the strongest sustained brightening further out on the horizontal-ish rays (eyelids hide top/bottom).
+Pipeline (numpy only): normalise to [0, 1] -> threshold the dark part at a few levels -> close (bridges glints),
+fill holes, open (cuts eyelashes) -> connected components -> pick the darkest large compact central blob (on a
+block-averaged copy for images over 256 px) -> cast rays from its centre and take the 50 % crossing between the pupil
+level and the local iris level on each (bilinear samples, linear interpolation) -> drop rays that touch a glint ->
+robust direct least-squares ellipse (Halir & Flusser 1998) -> re-cast from the ellipse centre. The 10-90 % rise on
+the same rays gives the edge width. The limbus is the strongest sustained brightening beyond the pupil on the rays
+within 60 degrees of horizontal (eyelids hide top and bottom); a seeded RANSAC circle drops eyelid crossings.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -33,7 +36,7 @@ class PupilMeasurement:
     edge_width_px: float = NAN       # median over rays of the 10-90 % rise distance across the pupil edge
     edge_width_p90_px: float = NAN   # 90th percentile of the same (local bleeding shows here first)
     outlier_fraction: float = NAN    # share of glint-free boundary points left out of the ellipse fit
-    pupil_radius: float = NAN        # (a + b) / 2
+    pupil_radius: float = NAN        # equal-area radius sqrt(a * b) (the generator's definition)
     iris_cx: float = NAN             # limbus circle
     iris_cy: float = NAN
     iris_radius: float = NAN
@@ -226,11 +229,12 @@ def segment_pupil(img: np.ndarray) -> np.ndarray | None:
     p0, med = np.percentile(smooth, 0.5), np.median(smooth)
     if med - p0 < 0.05:
         return None
-    r_open = max(1, round(min(h, w) / 128))
+    r_open, r_close = max(1, round(min(h, w) / 128)), max(1, round(min(h, w) / 64))
     best, best_score = None, 0.0
     for t in (*(p0 + f * (med - p0) for f in (0.2, 0.35, 0.5)), otsu_threshold(smooth[smooth <= med])):
-        # Opening cuts eyelashes; hole filling closes glints (a ring of them would split the pupil).
-        cand = _best_component(fill_holes(dilate(erode(smooth <= t, r_open), r_open)))
+        # Closing + hole filling bridge glints (a ring of them splits the pupil); opening cuts eyelashes.
+        mask = erode(dilate(smooth <= t, r_close), r_close + r_open)
+        cand = _best_component(fill_holes(dilate(mask, r_open)))
         if cand is None:
             continue
         blob = cand[0]
@@ -334,8 +338,8 @@ def _interp_cross(p: np.ndarray, rr: np.ndarray, i: np.ndarray, level: np.ndarra
 
 def _nanmedian_rows(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Median of v over mask per row [N] (NaN where a row has no finite value)."""
-    with np.errstate(all="ignore"), __import__("warnings").catch_warnings():
-        __import__("warnings").simplefilter("ignore", RuntimeWarning)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)               # all-NaN rows are expected (rejected rays)
         return np.nanmedian(np.where(mask, v, np.nan), axis=1)
 
 
@@ -398,7 +402,11 @@ def _levels(img, blob, r0):
     iris = float(np.median(img[ring])) if ring.any() else float(np.median(img))
     glint = _glints(img, blob, iris, r0)
     pupil0 = float(np.median(img[inner if inner.any() else blob]))
-    glint |= dilate(erode(blob, 2) & (img > (pupil0 + iris) / 2), 1)   # filled holes: glints, also blurred ones
+    # Bright pixels well inside the pupil are glints too, also blurred ones that open onto the iris (not holes).
+    ys, xs = np.nonzero(blob)
+    yy, xx = np.mgrid[:img.shape[0], :img.shape[1]]
+    inside = erode(blob, 2) | (np.hypot(xx - xs.mean(), yy - ys.mean()) < 0.7 * r0)
+    glint |= dilate(inside & (img > (pupil0 + iris) / 2), 1)
     pupil_px = img[(inner if inner.any() else blob) & ~glint]
     pupil = float(np.median(pupil_px)) if pupil_px.size else float(np.median(img[blob]))
     return pupil, iris, glint
@@ -464,7 +472,7 @@ def _limbus_points(img, glint, ell, edge_width, n_rays):
     step = (c[:, i + 1 + hs] - c[:, i + 1] - c[:, i] + c[:, i - hs]) / hs            # mean after - mean before
     full = (cv[:, i + 1 + hs] - cv[:, i + 1] + cv[:, i] - cv[:, i - hs]) == 2 * hs
     start = (_ellipse_radius(ell, th) + 2 + 1.5 * np.nan_to_num(edge_width, nan=2.0)) / step_px
-    step = np.where(full & (i >= start[:, None]), step, -np.inf)
+    step = np.where(full & (i - hs >= start[:, None]), step, -np.inf)         # both windows beyond the pupil edge
     j = i[np.argmax(step, axis=1)]
     ok = step.max(axis=1) >= 0.03
     idx = np.arange(p.shape[1])
@@ -511,6 +519,27 @@ def _iris_circle(img, glint, ell, edge_width, n_rays):
     return fit_circle(x[keep], y[keep]) if min(left, right) >= 3 else None
 
 
+def _segment_scaled(img: np.ndarray, max_side: int = 256) -> np.ndarray | None:
+    """segment_pupil on a block-averaged copy when the image is large (640x480 -> 213x160), mask back at full size;
+    the rays then refine the boundary at full resolution."""
+    f = math.ceil(max(img.shape) / max_side)
+    if f == 1:
+        return segment_pupil(img)
+    h, w = img.shape[0] // f, img.shape[1] // f
+    small = segment_pupil(img[:h * f, :w * f].reshape(h, f, w, f).mean(axis=(1, 3)))
+    if small is None:
+        return None
+    blob = np.zeros(img.shape, bool)
+    blob[:h * f, :w * f] = np.repeat(np.repeat(small, f, axis=0), f, axis=1)
+    # Re-threshold at full resolution halfway between pupil and surrounding ring (the coarse mask is ~f px too big).
+    inner, ring = erode(blob, f), dilate(blob, 3 * f) & ~dilate(blob, f)
+    if not inner.any() or not ring.any():
+        return blob
+    level = (np.median(img[inner]) + np.median(img[ring])) / 2
+    fine = fill_holes(dilate(blob, f) & (box_blur(img, 1) <= level))
+    return fine if fine.sum() >= 0.3 * blob.sum() else blob
+
+
 def measure_pupil(image, *, value_range: tuple[float, float] | None = None,
                   n_rays: int = N_RAYS) -> PupilMeasurement:
     """Measure the pupil ellipse, its edge width and the iris circle of one eye image (never raises on content).
@@ -520,7 +549,7 @@ def measure_pupil(image, *, value_range: tuple[float, float] | None = None,
     img = to_unit_image(image, value_range)
     if not np.isfinite(img).all() or min(img.shape) < 16:
         return PupilMeasurement()
-    blob = segment_pupil(img)
+    blob = _segment_scaled(img)
     if blob is None:
         return PupilMeasurement()
     ys, xs = np.nonzero(blob)
@@ -537,7 +566,7 @@ def measure_pupil(image, *, value_range: tuple[float, float] | None = None,
         if ell is None or not (0 <= ell[0] < img.shape[1] and 0 <= ell[1] < img.shape[0]) \
                 or ell[2] > max(img.shape):
             return PupilMeasurement()
-        cx, cy, r0 = ell[0], ell[1], (ell[2] + ell[3]) / 2
+        cx, cy, r0 = ell[0], ell[1], math.sqrt(ell[2] * ell[3])    # equal-area radius
     res = radial_residuals(x, y, ell)                 # all glint-free points: a local smear must count
     m = PupilMeasurement(found=True, cx=cx, cy=cy, a=ell[2], b=ell[3], angle_deg=ell[4], axis_ratio=ell[3] / ell[2],
                          ellipse_residual=float(np.sqrt(np.mean(res ** 2)) / r0),

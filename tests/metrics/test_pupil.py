@@ -144,8 +144,9 @@ def test_generator_geometry_within_one_pixel(clean, clean_measures):
     err = np.abs(np.array(err))
     assert (err[:, :4] < 1.0).all(), err[:, :4].max(axis=0)                   # centre and semi-axes
     assert err[:, :2].mean() < 0.15 and err[:, 2:4].mean() < 0.4, err.mean(axis=0)
-    assert np.median(err[:, 4]) < 0.5 and (err[:, 4] < 1.0).mean() >= 0.85    # limbus (eyelids hide some)
-    assert np.median(err[:, 5]) < 0.01 and np.median(err[:, 6]) < 0.02
+    assert np.median(err[:, 4]) < 0.3 and (err[:, 4] < 1.0).mean() >= 0.95    # limbus (eyelids hide some)
+    assert np.median(err[:, 5]) < 0.01 and (err[:, 5] < 0.03).all()            # pupil/iris radius ratio
+    assert np.median(err[:, 6]) < 0.01 and (err[:, 6] < 0.04).mean() >= 0.95   # concentricity
 
 
 def test_deformed_pupils_score_clearly_worse(synthetic, clean_measures):
@@ -171,3 +172,14 @@ def test_own_degradations_score_worse(clean, clean_measures):
         assert mb.found and mb.edge_width_px > c.edge_width_px + 1.5, (s, c.edge_width_px, mb.edge_width_px)
         assert ms.found and (ms.ellipse_residual > 2 * c.ellipse_residual
                              or ms.edge_width_p90_px > c.edge_width_p90_px + 2), (s, c, ms)
+
+
+def test_generator_64px_mostly_within_one_pixel(synthetic):
+    """At 64 px a pupil can be 4-5 px in radius and half covered by glints: most, not all, are measured right."""
+    err = []
+    for s in range(12):
+        img, geo = synthetic.generate(s, 64)
+        m, p = measure_pupil(img), geo["pupil"]
+        err.append(max(abs(m.cx - p["cx"]), abs(m.cy - p["cy"]), abs(m.a - p["a"]), abs(m.b - p["b"])))
+    err = np.nan_to_num(np.array(err), nan=np.inf)
+    assert np.median(err) < 0.4 and (err < 1.0).mean() >= 0.75, err
