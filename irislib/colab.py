@@ -95,8 +95,8 @@ def default_paths(run: str | Path, mirror_dir: str | Path | None = "auto", env: 
 
     In Colab a run on Drive (/content/drive/...) trains on /content/runs/<name> and mirrors to the Drive folder;
     a relative folder such as runs/vae trains on /content/runs/vae and mirrors to MyDrive/<drive_subdir>/runs/vae
-    when Drive is mounted. Elsewhere the folder is used as given and there is no mirror. `mirror_dir` "auto" does the above,
-    "" or "none" turns mirroring off, any other value is the mirror folder itself. A smoke run never
+    when Drive is mounted. Elsewhere the folder is used as given and there is no mirror. `mirror_dir` "auto" does
+    the above, "" or "none" turns mirroring off, any other value is the mirror folder itself. A smoke run never
     touches Drive: its run folder is used as given and "auto" means no mirror.
     """
     env = env or Env(in_colab=in_colab(), has_gpu=False, device="cpu", gpu_name=None, drive_root=None,

@@ -174,6 +174,8 @@ class TrainConfig:
     nan_patience: int = 5                 # stop after this many non-finite losses in a row
     log_every_steps: int = 10             # write metrics.jsonl every N steps
     sample_every_steps: int = 0           # write a sample grid every N steps; 0 = only at the end
+    sample_grid_images: int = 8           # images in each sample grid; 0 = no grids
+    sample_grid_steps: int = 20           # UNet calls (DDIM) per diffusion sample-grid image
     seed: int = 0                         # seed for weights, data order and noise
     mirror_dir: str = ""                  # copy each checkpoint here too (e.g. a Google Drive folder); "" = off
     device: str = "auto"                  # auto (cuda if available), cpu, cuda, cuda:1, ...

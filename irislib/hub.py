@@ -12,7 +12,7 @@ Manifest schema (`checkpoints_manifest.json`, version 1)::
         "config": {...},                       # Experiment dict (or the sections needed); saved as config.json
         "trained_on": "synthetic:2000",        # data the weights saw (free text)
         "command": "irislib train-diffusion --preset seed-64 ...",  # how to reproduce them
-        "step": 250000,                        # optional: training step of the weights (default 0)
+        "step": 250000,                        # optional: training step of the weights (information)
         "sources": [                           # tried in order until one gives a file with the right hash
           {"type": "repo", "path": "checkpoints/iris64-unet.safetensors"},  # relative to the manifest's folder,
                                                # then to the repository root; "path" is an alias (absolute allowed)
@@ -23,10 +23,11 @@ Manifest schema (`checkpoints_manifest.json`, version 1)::
 
 `fetch(name)` puts the weights in `<cache>/<name>/<filename>` (cache = $IRISLIB_CACHE or ~/.cache/irislib) with
 the entry's config beside them as `config.json`, and returns the weights path. `fetch_run(name)` also builds
-`<cache>/<name>/run/`, a run directory that `irislib.checkpoint.load_run` reads (one checkpoint at the entry's
-"step", default 0, holding the published weights as model.safetensors; extra files go to the run's top level). A download goes to a private temp
-folder in the cache, is checked (HTML error page, size, sha256) and only then moved into place; a failed source
-leaves nothing behind and the next source is tried. A cached file whose hash verifies is reused without network.
+`<cache>/<name>/run/`, a bare run directory that `irislib.checkpoint.load_run` reads: config.json and the weights
+as model.safetensors, plus the entry's extra files (e.g. the VAE's prior.safetensors) at its top level.
+
+A download goes to a private temp folder in the cache, is checked (HTML error page, size, sha256) and only then
+moved into place; a failed source leaves nothing behind and the next source is tried. A cached file whose hash verifies is reused without network.
 """
 from __future__ import annotations
 
@@ -42,10 +43,10 @@ from pathlib import Path
 from .config import ConfigError
 
 KINDS = ("vae", "unet", "refiner")
-SOURCE_TYPES = ("repo", "path", "url", "gdrive")
 MANIFEST_NAME = "checkpoints_manifest.json"
 LOCAL_MANIFEST_NAME = "checkpoints_manifest.local.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PRIOR_FILE = "prior.safetensors"  # written by the VAE training beside config.json
 QUOTA_TEXT = "Too many users have viewed or downloaded this file recently"
 
 
@@ -71,10 +72,12 @@ def default_cache_dir() -> Path:
 
 
 def default_manifests() -> list[Path]:
-    """Manifests read when none is given: $IRISLIB_MANIFEST or the shipped one, then ./checkpoints_manifest.local.json."""
-    shipped = [Path(os.environ["IRISLIB_MANIFEST"])] if os.environ.get("IRISLIB_MANIFEST") else [
-        REPO_ROOT / MANIFEST_NAME, Path(__file__).resolve().parent / MANIFEST_NAME]
-    found = [p for p in shipped if p.is_file()][:1]
+    """Manifests read by default: $IRISLIB_MANIFEST or the shipped one, then ./checkpoints_manifest.local.json."""
+    if os.environ.get("IRISLIB_MANIFEST"):
+        found = [Path(os.environ["IRISLIB_MANIFEST"])]  # a missing file is reported by load_manifest
+    else:
+        shipped = [REPO_ROOT / MANIFEST_NAME, Path(__file__).resolve().parent / MANIFEST_NAME]
+        found = [p for p in shipped if p.is_file()][:1]
     local = Path.cwd() / LOCAL_MANIFEST_NAME
     return found + ([local] if local.is_file() else [])
 
@@ -165,33 +168,35 @@ def fetch(name: str, manifest: str | Path | dict | None = None, cache_dir: str |
 
 def fetch_run(name: str, manifest: str | Path | dict | None = None, cache_dir: str | Path | None = None,
               quiet: bool = True) -> Path:
-    """A run directory for checkpoint `name` (built once from the verified download) that load_run reads."""
+    """A run directory for checkpoint `name` that irislib.checkpoint.load_run reads, built from the verified files."""
     weights = fetch(name, manifest, cache_dir, quiet)
     entry = {e["name"]: e for e in load_manifest(manifest)}[name]
+    if "config" not in entry:
+        raise ConfigError(f"{entry['_manifest']} has no \"config\"; fetch_run needs it to rebuild the model")
     run = weights.parent / "run"
     stamp = run / ".source_sha256"
     if stamp.is_file() and stamp.read_text().strip() == entry["sha256"]:
         return run
-    from safetensors.torch import load_file  # safe: plain tensors, and the sha256 was checked above
-
-    from . import checkpoint
-    from .config import Experiment
-
-    if "config" not in entry:
-        raise ConfigError(f"{entry['_manifest']} has no \"config\"; fetch_run needs it to rebuild the model")
     tmp = Path(tempfile.mkdtemp(prefix=".run-", dir=weights.parent))
     try:
-        exp = Experiment.from_dict(entry["config"], entry["_manifest"] + ".config")
-        state = {"model": load_file(str(weights)), "ema": {}, "trainer": {"step": int(entry.get("step", 0))}}
-        checkpoint.save(tmp, state, exp)
+        # A bare run: config.json + model.safetensors (+ extra files such as prior.safetensors) at the top level.
+        _link_or_copy(weights, tmp / "model.safetensors")
         for extra in entry.get("files", []):
-            shutil.copyfile(weights.parent / extra["filename"], tmp / extra["filename"])
+            _link_or_copy(weights.parent / extra["filename"], tmp / extra["filename"])
+        (tmp / "config.json").write_text(json.dumps(entry["config"], indent=2) + "\n")
         (tmp / stamp.name).write_text(entry["sha256"] + "\n")
         shutil.rmtree(run, ignore_errors=True)
         os.replace(tmp, run)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return run
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)  # same folder: no second copy of a large file
+    except OSError:
+        shutil.copyfile(src, dst)
 
 
 def _default_filename(entry: dict) -> str:
@@ -230,7 +235,8 @@ def _fetch_file(spec: dict, dest: Path, base: Path, quiet: bool, label: str) -> 
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
     raise FetchError(f"could not fetch {label}; every source failed:\n  " + "\n  ".join(errors)
-                     + f"\nPut a copy with sha256 {spec['sha256']} at {target}, or add a working source to the manifest.")
+                     + f"\nPut a copy with sha256 {spec['sha256']} at {target}, or add a working source to the "
+                       f"manifest.")
 
 
 def _obtain(src: dict, tmp: Path, base: Path, quiet: bool) -> None:
@@ -359,21 +365,30 @@ def register(run_dir: str | Path, name: str | None = None, manifest_path: str | 
         raise ValueError(f"kind={kind!r}: use one of {', '.join(KINDS)}")
     manifest_path = Path(manifest_path)
     base = manifest_path.resolve().parent
-    try:
-        src_path = str(weights.resolve().relative_to(base))
-    except ValueError:
-        src_path = str(weights.resolve())
+    src_path = _source_path(weights, base)
     config = json.loads(cfg_path.read_text())
     entry = {"name": name or run.resolve().name, "kind": kind, "filename": weights.name,
              "sha256": sha256_file(weights), "size": weights.stat().st_size, "config": config,
              "trained_on": config.get("data", {}).get("path", ""), "command": "",
              "sources": [{"type": "path", "path": src_path}]}
+    extras = [run / PRIOR_FILE] if (run / PRIOR_FILE).is_file() else []  # the VAE's fitted latent prior
+    if extras:
+        entry["files"] = [{"filename": p.name, "sha256": sha256_file(p), "size": p.stat().st_size,
+                           "sources": [{"type": "path", "path": _source_path(p, base)}]} for p in extras]
     doc = _read_json(manifest_path) if manifest_path.is_file() else {"version": 1, "checkpoints": []}
     _validate_doc(doc, str(manifest_path))
     doc["checkpoints"] = [e for e in doc["checkpoints"] if e["name"] != entry["name"]] + [entry]
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(manifest_path, json.dumps(doc, indent=2) + "\n")
     return entry
+
+
+def _source_path(path: Path, base: Path) -> str:
+    """`path` relative to the manifest's folder when it is inside it (the manifest can move with it), else absolute."""
+    try:
+        return str(path.resolve().relative_to(base))
+    except ValueError:
+        return str(path.resolve())
 
 
 def _run_weights(run: Path) -> Path:

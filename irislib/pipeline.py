@@ -39,12 +39,15 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
     exp = exp.validate()
     run_dir = Path(out)
     diffusion = build_diffusion(exp)
+    torch.manual_seed(exp.train.seed)  # reproducible initial weights
     model = UNet(exp.unet)
     task = DiffusionTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion))
 
     def sample_fn(net, step: int) -> None:
-        res = hybrid.sample(net, diffusion, seeds=list(range(8)), strength=1.0, steps=20, sampler="ddim")
-        checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
+        seeds = list(range(exp.train.sample_grid_images))
+        if seeds:
+            res = hybrid.sample(net, diffusion, seeds=seeds, strength=1.0, steps=exp.train.sample_grid_steps)
+            checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
 
     Trainer(model, task, make_dataset(exp.data), exp, run_dir, resume=resume, progress=progress,
             sample_fn=sample_fn).run()
@@ -55,12 +58,15 @@ def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", pro
     """Train the VAE of `exp` into `out`, then fit the Gaussian-mixture prior to its training latents."""
     exp = exp.validate()
     run_dir = Path(out)
+    torch.manual_seed(exp.train.seed)
     model = VAE(exp.vae)
     dataset = make_dataset(exp.data)
 
     def sample_fn(net, step: int) -> None:
-        drafts = hybrid.draw_drafts(net, list(range(8)), device=next(net.parameters()).device)
-        checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
+        seeds = list(range(exp.train.sample_grid_images))
+        if seeds:
+            drafts = hybrid.draw_drafts(net, seeds, device=next(net.parameters()).device)
+            checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
 
     trainer = Trainer(model, VAETask(exp.vae), dataset, exp, run_dir, resume=resume, progress=progress,
                       sample_fn=sample_fn)

@@ -11,9 +11,9 @@ import torch
 from . import hybrid, imageio, presets
 from .config import Experiment
 from .data import make_dataset
-from .metrics import compare_sets, compute_kid
+from .metrics import compare_sets, compute_kid, measure_set
 
-KEY_METRICS = ("found", "ellipse_residual", "edge_width_px", "axis_ratio", "pupil_iris_ratio", "concentricity")
+PLOT_VALUES = ("ellipse_residual", "edge_width_px", "pupil_iris_ratio", "axis_ratio", "concentricity")
 
 
 def reference_images(reference: str, image_size: int, n: int | None = None) -> np.ndarray:
@@ -40,16 +40,23 @@ def evaluate(images_or_dir, reference: str = "synthetic:64", out=None, n_referen
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "metrics.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+        (out / "metrics.json").write_text(json.dumps(_clean(report), indent=2, allow_nan=False) + "\n")
     return report
 
 
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
+def _clean(o):
+    """JSON-safe copy: numpy scalars to Python, NaN/inf to None (strict JSON has no NaN)."""
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
     if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
+        return _clean(o.tolist())
+    if isinstance(o, (np.floating, np.integer, np.bool_)):
+        o = o.item()
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return o
 
 
 def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps: int = 20, n: int = 16, seed: int = 0,
@@ -60,6 +67,7 @@ def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps: int = 20, 
     unet, diffusion, exp = load_unet(unet_run, dev)
     vae, prior = load_vae(vae_run, dev)
     ref = reference_images(reference or exp.data.path, exp.unet.image_size, max(n, 32))
+    ref_measures = measure_set(ref)
     seeds = list(range(seed, seed + n))
     rows, grids = {}, {}
     drafts = hybrid.draw_drafts(vae, seeds, prior=prior, device=dev)
@@ -72,21 +80,23 @@ def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps: int = 20, 
             res = hybrid.sample(unet, diffusion, seeds=seeds, x_init=None if strength >= 1 else drafts,
                                 strength=strength, steps=steps, sampler=sampler)
             images, t0, nfe = res.images, res.t0, res.nfe
-        rows[name] = _method_row(images, ref, strength, t0, nfe, time.time() - t)
+        rows[name] = _method_row(images, ref, ref_measures, strength, t0, nfe, time.time() - t)
         grids[name] = images.cpu()
     report = {"settings": dict(unet_run=str(unet_run), vae_run=str(vae_run), steps=steps, n=n, seed=seed,
                                sampler=sampler, reference=reference or exp.data.path, strengths=list(strengths)),
-              "methods": rows, "summary": _summary_table(rows)}
+              "methods": rows, "summary": _summary_table(rows),
+              "reference_values": {k: v.tolist() for k, v in ref_measures.items() if k in PLOT_VALUES}}
     _write_report(Path(out), report, grids, ref)
     return report
 
 
-def _method_row(images, ref, strength, t0, nfe, seconds) -> dict:
+def _method_row(images, ref, ref_measures, strength, t0, nfe, seconds) -> dict:
     gen = _as01(images)
-    cmp = compare_sets(gen, ref)
+    measures = measure_set(gen)
     kid_mean, kid_std = compute_kid(gen, ref)
     return {"strength": strength, "t0": t0, "unet_calls": nfe, "seconds": round(seconds, 2),
-            "kid": float(kid_mean), "kid_std": float(kid_std), **cmp}
+            "kid": float(kid_mean), "kid_std": float(kid_std), **compare_sets(measures, ref_measures),
+            "values": {k: v.tolist() for k, v in measures.items() if k in PLOT_VALUES}}
 
 
 def _summary_table(rows: dict) -> list[dict]:
@@ -121,7 +131,7 @@ def _fmt(v) -> str:
 
 def _write_report(out: Path, report: dict, grids: dict, ref: np.ndarray) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+    (out / "report.json").write_text(json.dumps(_clean(report), indent=2, allow_nan=False) + "\n")
     (out / "report.md").write_text(markdown_table(report) + "\n")
     for name, images in grids.items():
         imageio.save_grid(images, out / f"grid_{name}.png", nrow=8)

@@ -92,3 +92,30 @@ def test_smoke_overrides_make_a_valid_tiny_cpu_experiment():
     exp = presets.get("tiny").override(colab.smoke_overrides()).validate()
     assert (exp.train.max_steps, exp.train.device, exp.data.path, exp.unet.image_size) == (2, "cpu", "synthetic:16", 32)
     assert presets.get("tiny").override(colab.smoke_overrides(5)).train.max_steps == 5
+
+
+def test_parse_overrides_accepts_lists_and_papermill_text():
+    want = ["train.lr=3e-4", "unet.channel_mult=1,2,2"]
+    assert colab.parse_overrides(want) == want
+    assert colab.parse_overrides(str(want)) == want                 # papermill -p passes lists as text
+    assert colab.parse_overrides("train.lr=3e-4; unet.channel_mult=1,2,2\n") == want
+    assert colab.parse_overrides("") == [] and colab.parse_overrides(None) == []
+    with pytest.raises(ValueError, match="overrides"):
+        colab.parse_overrides("[train.lr=3e-4")
+
+
+def test_smoke_runs_never_touch_drive(fake_colab, tmp_path):
+    env = colab.setup()
+    assert env.paths("runs/u", smoke=True) == (Path("runs/u"), None)
+    assert env.paths("runs/u", mirror_dir=tmp_path / "m", smoke=True) == (Path("runs/u"), tmp_path / "m")
+
+
+def test_ensure_runs_passes_folders_through_and_fetches_names(tmp_path, monkeypatch):
+    from irislib import hub
+    (tmp_path / "u").mkdir()
+    fetched = []
+    monkeypatch.setattr(hub, "fetch_run", lambda name, quiet=True: fetched.append(name) or tmp_path / name)
+    assert colab.ensure_runs(str(tmp_path / "u"), "", smoke=False) == (tmp_path / "u", None)
+    pair = colab.ensure_runs(str(tmp_path / "u"), "iris64-vae", smoke=False)
+    assert pair == (tmp_path / "u", tmp_path / "iris64-vae")
+    assert fetched == ["iris64-vae"]

@@ -27,7 +27,8 @@ QUOTA_PAGE = (b"<!DOCTYPE html><html><head><title>Google Drive - Quota exceeded<
 LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in - Google Accounts</title></head><body>Sign in</body></html>"
 CONFIRM_PAGE = (b"<!DOCTYPE html><html><body><form id=\"download-form\" "
                 b"action=\"https://drive.usercontent.google.com/download\" method=\"get\">"
-                b"<input type=\"hidden\" name=\"id\" value=\"BIGID\"><input type=\"hidden\" name=\"confirm\" value=\"t\">"
+                b"<input type=\"hidden\" name=\"id\" value=\"BIGID\">"
+                b"<input type=\"hidden\" name=\"confirm\" value=\"t\">"
                 b"</form></body></html>")
 GOOGLE_HOSTS = ("drive.google.com", "docs.google.com", "drive.usercontent.google.com")
 
@@ -200,13 +201,16 @@ def test_repo_source_relative_to_manifest_folder(sandbox):
                                             "trained_on": "synthetic:16", "sources": ["repo"]}]
 
 
-def test_manifest_errors_name_the_field(sandbox):
+def test_manifest_errors_name_the_field(sandbox, monkeypatch):
     bad = manifest({"type": "repo", "path": "x"})
     bad["checkpoints"][0]["sha256"] = "abc"
     with pytest.raises(ConfigError, match=r"checkpoints\[0\]\.sha256"):
         hub.fetch("ckpt", manifest=bad)
     with pytest.raises(ConfigError, match="sources"):
         hub.load_manifest(manifest({"type": "ftp", "path": "x"}))
+    monkeypatch.setenv("IRISLIB_MANIFEST", str(sandbox / "missing.json"))
+    with pytest.raises(FileNotFoundError, match="missing.json"):
+        hub.list_checkpoints()
     for exc in (ValueError, KeyError):                     # the pipeline catches KeyError
         with pytest.raises(exc, match="did you mean 'ckpt'"):
             hub.fetch("ckpd", manifest=manifest({"type": "repo", "path": "x"}))
@@ -250,13 +254,16 @@ def test_register_without_pointer_and_vae_kind(sandbox):
 
 
 def test_fetch_run_builds_a_run_directory_that_load_run_reads(sandbox):
-    run = make_run(sandbox)
-    entry = hub.register(run, name="u")
-    run_copy = hub.fetch_run("u")
-    exp, model, emas = checkpoint.load_run(run_copy)
+    run = make_run(sandbox, unet=False)
+    prior = {"means": torch.arange(6.0).reshape(2, 3)}
+    save_file(prior, str(run / hub.PRIOR_FILE))                 # a VAE run with its fitted prior
+    entry = hub.register(run, name="v")
+    assert entry["kind"] == "vae" and [f["filename"] for f in entry["files"]] == [hub.PRIOR_FILE]
+    run_copy = hub.fetch_run("v")
+    exp, state = checkpoint.load_run(run_copy)
     assert exp.to_dict() == json.loads((run / "config.json").read_text())
-    assert torch.equal(model["input_blocks.0.0.weight"], torch.full((2, 2), 2.0))   # the published EMA weights
-    assert emas == {} and entry["kind"] == "unet"
+    assert torch.equal(state["encoder.conv_in.weight"], torch.full((2, 2), 2.0))   # the published EMA weights
+    assert torch.equal(checkpoint.load_prior(run_copy)["means"], prior["means"])
     stamp = run_copy / ".source_sha256"
     before = stamp.stat().st_mtime_ns
-    assert hub.fetch_run("u") == run_copy and stamp.stat().st_mtime_ns == before   # built once, then reused
+    assert hub.fetch_run("v") == run_copy and stamp.stat().st_mtime_ns == before   # built once, then reused

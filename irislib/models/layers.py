@@ -177,13 +177,16 @@ class AttentionBlock(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, *spatial = x.shape
         x = x.reshape(b, c, -1)  # [B, C, T]
-        qkv = self.qkv(self.norm(x))  # [B, 3C, T]
         heads, ch, length = self.num_heads, c // self.num_heads, x.shape[-1]
+        # The 1x1 conv as a matmul on [B, T, C] keeps each head's channels contiguous, as the fused SDPA kernels
+        # want (a [B, H, ch, T] view transposed would send them to the slow math path).
+        qkv = F.linear(self.norm(x).transpose(1, 2), self.qkv.weight[:, :, 0], self.qkv.bias)  # [B, T, 3C]
         if self.use_new_attention_order:
-            q, k, v = qkv.view(b, 3, heads, ch, length).unbind(1)  # QKVAttention: split qkv, then heads
+            qkv = qkv.view(b, length, 3, heads, ch).permute(2, 0, 3, 1, 4)  # QKVAttention: split qkv, then heads
         else:
-            q, k, v = qkv.view(b, heads, 3, ch, length).unbind(2)  # QKVAttentionLegacy: heads, then qkv
-        # [B, H, ch, T] -> [B, H, T, ch]; SDPA's default scale 1/sqrt(ch) equals guided-diffusion's ch^-1/4 twice.
-        a = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
-        h = self.proj_out(a.transpose(-1, -2).reshape(b, c, length))  # [B, C, T]
+            qkv = qkv.view(b, length, heads, 3, ch).permute(3, 0, 2, 1, 4)  # QKVAttentionLegacy: heads, then qkv
+        q, k, v = qkv.unbind(0)  # each [B, H, T, ch]
+        # SDPA's default scale 1/sqrt(ch) equals guided-diffusion's ch^-1/4 applied to q and to k.
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, length, c)  # [B, T, C]
+        h = F.linear(a, self.proj_out.weight[:, :, 0], self.proj_out.bias).transpose(1, 2)  # [B, C, T]
         return (x + h).reshape(b, c, *spatial)
