@@ -7,7 +7,7 @@ from .config import ConfigError, Experiment
 
 __version__ = "0.1.0"
 
-_ENTRY_POINTS = {"train_vae": "pipeline", "train_diffusion": "pipeline", "sample": "pipeline",
+_ENTRY_POINTS = {"train_vae": "pipeline", "train_refiner": "pipeline", "train_diffusion": "pipeline", "sample": "pipeline",
                  "load_unet": "pipeline", "load_vae": "pipeline", "evaluate": "report", "compare": "report",
                  "demo": "report", "load_run": "checkpoint"}
 __all__ = ["ConfigError", "Experiment", "__version__", *_ENTRY_POINTS]

@@ -39,8 +39,11 @@ def _resume(value: str):
 def cmd_train(args, kind: str) -> None:
     exp = experiment_from_args(args)  # config errors first, before heavy imports
     from . import pipeline
-    fn = pipeline.train_vae if kind == "vae" else pipeline.train_diffusion
-    run = fn(exp, args.out, resume=_resume(args.resume), progress=not args.quiet)
+    kwargs = dict(resume=_resume(args.resume), progress=not args.quiet)
+    if kind == "refiner":
+        run = pipeline.train_refiner(exp, args.vae, args.out, **kwargs)
+    else:
+        run = (pipeline.train_vae if kind == "vae" else pipeline.train_diffusion)(exp, args.out, **kwargs)
     print(f"run directory: {run}")
 
 
@@ -108,9 +111,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="irislib", description="Near-infrared iris synthesis: VAE + diffusion "
                                      "hybrid sampling. Every subcommand has --help.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for kind in ("vae", "diffusion"):
-        p = sub.add_parser(f"train-{kind}", help=f"train the {kind} model into a run directory (resumable)")
+    helps = {"vae": "train the VAE (round-pupil drafts) into a run directory (resumable)",
+             "diffusion": "train the diffusion UNet into a run directory (resumable)",
+             "refiner": "train a conditional refiner UNet on a VAE's reconstructions (DiffuseVAE Form 1)"}
+    for kind, text in helps.items():
+        p = sub.add_parser(f"train-{kind}", help=text)
         _add_experiment_args(p)
+        if kind == "refiner":
+            p.add_argument("--vae", required=True, help="the trained VAE run whose reconstructions condition it")
         p.set_defaults(func=lambda a, k=kind: cmd_train(a, k))
 
     p = sub.add_parser("sample", help="hybrid-sample iris images: VAE draft -> noise to --strength -> denoise")

@@ -131,7 +131,8 @@ def smoke_overrides(max_steps: int = 0) -> list[str]:
     return ["data.path=synthetic:16", "image_size=32", "train.device=cpu", "train.precision=fp32",
             f"train.max_steps={steps}", "train.epochs=0", "train.batch_size=4", "train.microbatch=-1",
             "train.save_every_steps=1", "train.save_every_minutes=0", "train.log_every_steps=1",
-            "train.sample_every_steps=0", "data.num_workers=0"]
+            "train.sample_every_steps=0", "train.sample_grid_images=4", "train.sample_grid_steps=2",
+            "data.num_workers=0"]
 
 
 def parse_overrides(value) -> list[str]:

@@ -225,6 +225,7 @@ def import_guided(checkpoint: str | Path | Mapping[str, Any], flags: Mapping[str
     from safetensors.torch import save_model
     model = load_guided_diffusion(checkpoint, flags)
     exp = experiment_from_flags(flags, in_channels=model.in_channels)
+    exp.unet.timestep_scale = model.timestep_scale  # so load_run rebuilds the same model from config.json
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     exp.to_json(out / "config.json")

@@ -54,6 +54,7 @@ class UNetConfig:
     resblock_updown: bool = False         # residual blocks for up/down-sampling
     use_checkpoint: bool = False          # gradient checkpointing: less memory, ~30% slower
     use_new_attention_order: bool = False  # split qkv before heads (guided-diffusion's QKVAttention)
+    timestep_scale: float = 1.0           # t is scaled by this before embedding; 1000/T for rescale_timesteps models
 
     def resolved_channel_mult(self) -> list[int]:
         """channel_mult, or guided-diffusion's default for image_size."""

@@ -1,6 +1,7 @@
 """Entry points shared by the notebooks and the CLI: train the VAE / diffusion model, load runs, sample."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from .models.prior import GaussianMixturePrior
 from .models.unet import UNet
 from .models.vae import VAE
 from .train import Trainer
-from .train.tasks import DiffusionTask, VAETask
+from .train.tasks import DiffusionTask, RefinerTask, VAETask
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -51,6 +52,31 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
 
     Trainer(model, task, make_dataset(exp.data), exp, run_dir, resume=resume, progress=progress,
             sample_fn=sample_fn).run()
+    return run_dir
+
+
+def train_refiner(exp: Experiment, vae_run: str | Path, out: str | Path, resume: str | None = "auto",
+                  progress: bool = True) -> Path:
+    """Train a conditional refiner UNet (VAE reconstruction as extra input channels; DiffuseVAE Form 1)."""
+    vae, _ = load_vae(vae_run, device="cpu", with_prior=False)
+    exp = dataclasses.replace(exp, vae=vae.cfg).override({"unet.cond_channels": exp.unet.in_channels}).validate()
+    run_dir = Path(out)
+    diffusion = build_diffusion(exp)
+    torch.manual_seed(exp.train.seed)
+    model = UNet(exp.unet)
+    task = RefinerTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion), vae)
+    dataset = make_dataset(exp.data)
+
+    def sample_fn(net, step: int) -> None:
+        seeds = list(range(exp.train.sample_grid_images))
+        if seeds:
+            batch = torch.stack([dataset[i] for i in range(min(len(seeds), len(dataset)))])
+            cond = task.condition(batch.to(next(net.parameters()).device))
+            res = hybrid.sample(net, diffusion, seeds=seeds[:len(cond)], strength=1.0, cond=cond,
+                                steps=exp.train.sample_grid_steps)
+            checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(torch.cat([cond, res.images]), nrow=4))
+
+    Trainer(model, task, dataset, exp, run_dir, resume=resume, progress=progress, sample_fn=sample_fn).run()
     return run_dir
 
 
@@ -150,15 +176,22 @@ def sample(unet_run, vae_run=None, out=None, n: int = 16, strength: float = 0.5,
     steps = int(steps) if isinstance(steps, str) and steps.isdigit() else steps
     unet, diffusion, _ = load_unet(unet_run, dev, use_ema)
     vae, prior = load_vae(vae_run, dev, use_ema) if vae_run is not None else (None, None)
-    if vae is None and strength < 1.0:
-        raise ConfigError(f"strength={strength} needs a VAE run (--vae); use strength=1 for pure-noise sampling")
+    if vae is None and (strength < 1.0 or unet.cond_channels):
+        raise ConfigError(f"strength={strength} (or a refiner UNet) needs a VAE run (--vae); use strength=1 for "
+                          "pure-noise sampling")
     images, drafts, res = [], [], None
     for start in range(0, n, batch_size):
         seeds = [seed + i for i in range(start, min(n, start + batch_size))]
+        cond = None
+        if unet.cond_channels:  # a refiner denoises conditioned on the VAE drafts (DiffuseVAE Form 1)
+            if vae is None:
+                raise ConfigError(f"{unet_run} is a conditional refiner; give the VAE run it was trained with (--vae)")
+            cond = hybrid.draw_drafts(vae, seeds, prior=prior, device=dev)
         res = hybrid.sample(unet, diffusion, seeds=seeds, vae=vae, prior=prior, strength=strength, steps=steps,
-                            sampler=sampler, progress=progress)
+                            sampler=sampler, progress=progress, cond=cond,
+                            x_init=cond if cond is not None and strength < 1 else None)
         images.append(res.images.cpu())
-        drafts.append(res.drafts.cpu() if res.drafts is not None else None)
+        drafts.append(res.drafts.cpu() if res.drafts is not None else cond.cpu() if cond is not None else None)
     result = SampleResult(torch.cat(images), None if drafts[0] is None else torch.cat(drafts), res.t0, res.nfe)
     if out is not None:
         result.paths = _write_samples(Path(out), result, bit_depth, dict(

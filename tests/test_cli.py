@@ -6,7 +6,7 @@ import pytest
 
 from irislib import cli
 
-SUBCOMMANDS = ["train-vae", "train-diffusion", "sample", "evaluate", "demo", "synth", "fetch", "register",
+SUBCOMMANDS = ["train-vae", "train-diffusion", "train-refiner", "sample", "evaluate", "demo", "synth", "fetch", "register",
                "import-guided"]
 
 

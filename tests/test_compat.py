@@ -202,3 +202,18 @@ def test_import_guided_writes_run_dir(tmp_path):
     assert all(torch.equal(weights[k], v) for k, v in ref.state_dict().items())
     rebuilt = UNet(exp.unet)
     rebuilt.load_state_dict(weights, strict=True)
+
+
+def test_import_guided_run_dir_reloads_with_the_timestep_scale(tmp_path):
+    """A rescale_timesteps checkpoint imported to a run directory rebuilds the same model from config.json."""
+    from irislib import pipeline
+    flags = dict(FLAG_SETS["legacy-no-ssn-no-sigma"], rescale_timesteps=True, diffusion_steps=4000)
+    ref = guided_model(flags)
+    model = load_guided_diffusion(ref.state_dict(), flags).eval()
+    run = import_guided(ref.state_dict(), flags, tmp_path / "run")
+    loaded, _, exp = pipeline.load_unet(run, use_ema=False)
+    assert exp.unet.timestep_scale == 0.25
+    x, t = torch.randn(2, model.in_channels, 32, 32), torch.tensor([10, 3000])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t), model(x, t))
+        assert rel_err(loaded(x, t), ref(x, t.float() * 1000 / 4000)) < 1e-5

@@ -96,10 +96,23 @@ def test_evaluate_scores_synthetic_irises_against_themselves_better_than_blurred
 
 def test_cli_train_then_resume_auto(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train-diffusion", "--preset", "tiny", "--data", "synthetic:8", "--out", str(out), "--quiet",
-            "--set", "train.max_steps=2", "--set", "train.batch_size=4", "--set", "train.microbatch=4"]
-    assert cli.main(args) == 0
+    base = ["train-diffusion", "--preset", "tiny", "--data", "synthetic:8", "--out", str(out), "--quiet",
+            "--set", "train.sample_grid_images=0", "--set", "train.batch_size=4", "--set", "train.microbatch=4"]
+    assert cli.main(base + ["--set", "train.max_steps=2"]) == 0
     assert json.loads((out / "latest.json").read_text())["step"] == 2
-    assert cli.main(args[:-6] + ["--set", "train.max_steps=3", "--set", "train.batch_size=4",
-                                 "--set", "train.microbatch=4", "--resume", "auto"]) == 0
+    assert cli.main(base + ["--set", "train.max_steps=3", "--resume", "auto"]) == 0
     assert json.loads((out / "latest.json").read_text())["step"] == 3
+    assert "run directory" in capsys.readouterr().out
+
+
+def test_conditional_refiner_trains_on_vae_reconstructions_and_samples(runs, tmp_path):
+    exp, vae_run, _ = runs
+    ref_run = pipeline.train_refiner(exp.override({"train.max_steps": 2}), vae_run, tmp_path / "refiner",
+                                     progress=False)
+    loaded, state = load_run(ref_run)
+    assert loaded.unet.cond_channels == 1 and loaded.vae == exp.vae
+    assert state["input_blocks.0.0.weight"].shape[1] == 2  # image + conditioning channel
+    res = pipeline.sample(ref_run, vae_run, n=2, strength=1.0, steps=3)
+    assert res.images.shape == (2, 1, 32, 32) and res.drafts is not None
+    with pytest.raises(Exception, match="refiner"):
+        pipeline.sample(ref_run, None, n=2, strength=1.0, steps=3)

@@ -25,12 +25,12 @@ class EmbedSequential(nn.Sequential):
 class UNet(nn.Module):
     """Denoising UNet: forward(x [B, in(+cond), H, W], t [B], cond=None) -> [B, out_channels, H, W]."""
 
-    def __init__(self, cfg: UNetConfig, *, timestep_scale: float = 1.0):
+    def __init__(self, cfg: UNetConfig, *, timestep_scale: float | None = None):
         super().__init__()
         cfg.validate()
         self.cfg = cfg
         # t is multiplied by this before the embedding: 1000/T for checkpoints trained with rescale_timesteps.
-        self.timestep_scale = float(timestep_scale)
+        self.timestep_scale = float(cfg.timestep_scale if timestep_scale is None else timestep_scale)
         self.in_channels, self.cond_channels = cfg.in_channels, cfg.cond_channels
         self.out_channels = cfg.in_channels * (2 if cfg.learn_sigma else 1)
         self.model_channels = mc = cfg.num_channels

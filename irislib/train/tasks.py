@@ -112,3 +112,37 @@ def edge_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     dx = (recon[..., :, 1:] - recon[..., :, :-1]) - (target[..., :, 1:] - target[..., :, :-1])
     dy = (recon[..., 1:, :] - recon[..., :-1, :]) - (target[..., 1:, :] - target[..., :-1, :])
     return dx.abs().flatten(1).mean(1) + dy.abs().flatten(1).mean(1)
+
+
+class RefinerTask(DiffusionTask):
+    """DiffuseVAE "Form 1": the UNet denoises x conditioned on the frozen VAE's reconstruction of x (extra channels)."""
+
+    config_sections = ("unet", "diffusion", "vae")
+
+    def __init__(self, diffusion, t_sampler, vae):
+        super().__init__(diffusion, t_sampler)
+        self.vae = vae.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def condition(self, batch: torch.Tensor) -> torch.Tensor:
+        """The VAE's deterministic reconstruction decode(mean) of the batch, in [-1, 1]."""
+        self.vae.to(batch.device)
+        return self.vae.decode(self.vae.encode(batch)[0]).clamp(-1, 1).to(batch.dtype)
+
+    def loss(self, model, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """DiffusionTask's loss with the reconstruction as model_kwargs["cond"]."""
+        t, weights = self.t_sampler.sample(batch.shape[0], batch.device, generator)  # [B], [B]
+        noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
+        terms = self.diffusion.training_losses(model, batch, t, model_kwargs={"cond": self.condition(batch)},
+                                               noise=noise)
+        self._update_sampler(t, terms["loss"].detach())
+        out = {k: v * weights for k, v in terms.items()}
+        out["t"] = t
+        return out
+
+    @torch.no_grad()
+    def probe(self, model, batch: torch.Tensor, generator: torch.Generator) -> None:
+        """One conditioned forward pass at evenly spread timesteps."""
+        t = torch.linspace(0, self.num_timesteps - 1, batch.shape[0], device=batch.device).long()  # [B]
+        noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
+        model(self.diffusion.q_sample(batch, t, noise), self.diffusion.model_timesteps(t), cond=self.condition(batch))
