@@ -9,7 +9,7 @@ setup(
     license="GPL-2.0-only",
     python_requires=">=3.10",
     packages=find_packages(include=["irislib", "irislib.*"]),
-    package_data={"irislib": ["py.typed"]},
+    package_data={"irislib": ["checkpoints_manifest.json"]},  # a copy of the root manifest, for pip installs
     install_requires=[
         "torch>=2.1",          # never pinned exactly: Colab's preinstalled torch must be kept
         "numpy>=1.24",

@@ -57,20 +57,20 @@ def cmd_sample(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from . import pipeline
+    from . import report as reports
     if args.unet:
-        report = pipeline.compare(args.unet, args.vae, args.out, strengths=args.strengths, steps=args.steps,
+        report = reports.compare(args.unet, args.vae, args.out, strengths=args.strengths, steps=args.steps,
                                   n=args.n, seed=args.seed, reference=args.reference, sampler=args.sampler)
     else:
         if not args.images:
             raise ConfigError("evaluate needs --images DIR (a folder of PNGs) or --unet RUN for the comparison report")
-        report = pipeline.evaluate(args.images, reference=args.reference, out=args.out)
+        report = reports.evaluate(args.images, reference=args.reference, out=args.out)
     print(json.dumps(report.get("summary", report), indent=2, default=str)[:4000])
 
 
 def cmd_demo(args) -> None:
-    from . import pipeline
-    out = pipeline.demo(args.out, quick=args.quick)
+    from . import report
+    out = report.demo(args.out, quick=args.quick)
     print(f"demo finished: report and grids in {out}")
 
 

@@ -158,7 +158,7 @@ def parse_overrides(value) -> list[str]:
 def ensure_runs(unet_run: str, vae_run: str | None, smoke: bool = False,
                 root: str | Path = "runs/smoke") -> tuple[Path, Path | None]:
     """Run folders to sample from: existing folders as given, manifest names fetched (sha256-checked) with
-    irislib.hub.fetch_run; in a smoke run, missing ones are trained for 2 steps on tiny synthetic data instead."""
+    irislib.hub.fetch_run; in a smoke run, names the manifest cannot serve are trained for 2 steps instead."""
     from . import hub
 
     def one(ref, kind):
@@ -166,8 +166,11 @@ def ensure_runs(unet_run: str, vae_run: str | None, smoke: bool = False,
             return None
         if Path(ref).is_dir():
             return Path(ref)
-        if not smoke:
+        try:
             return hub.fetch_run(str(ref), quiet=False)
+        except (KeyError, FileNotFoundError):
+            if not smoke:
+                raise
         from . import pipeline, presets
 
         exp = presets.get("tiny").override(smoke_overrides(2))

@@ -143,11 +143,14 @@ def demo(out: str | Path = "demo_out", quick: bool = False) -> Path:
     """Full pipeline at tiny scale on synthetic irises: train VAE, train diffusion, hybrid-sample, compare."""
     from .pipeline import sample, train_diffusion, train_vae
     out = Path(out)
-    vae_steps, unet_steps, n = (4, 4, 8) if quick else (600, 1500, 32)
-    base = presets.get("tiny").override({"data.path": "synthetic:256", "train.epochs": 0})
+    vae_steps, unet_steps, n = (4, 4, 8) if quick else (400, 1000, 32)
+    base = presets.get("tiny").override({"data.path": "synthetic:256", "train.epochs": 0,
+                                         "train.save_every_steps": 250})
+    if quick:
+        base = base.override({"train.sample_grid_images": 4, "train.sample_grid_steps": 2})
     vae_exp = base.override({"train.max_steps": vae_steps, "train.lr": 1e-3, "train.batch_size": 16,
                              "train.microbatch": 16})
-    unet_exp = base.override({"train.max_steps": unet_steps, "train.batch_size": 16, "train.microbatch": 16})
+    unet_exp = base.override({"train.max_steps": unet_steps, "train.microbatch": 8})
     vae_run = train_vae(vae_exp, out / "vae_run", resume="auto", progress=not quick)
     unet_run = train_diffusion(unet_exp, out / "unet_run", resume="auto", progress=not quick)
     sample(unet_run, vae_run, out=out / "samples", n=n, strength=0.5, steps=20)

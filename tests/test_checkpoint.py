@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
-from toy import ToyDataset, ToyNet, ToyTask, one_thread, toy_exp  # noqa: E402,F401
+from toy import ToyDataset, ToyNet, ToyTask, toy_exp  # noqa: E402,F401
 
 from irislib import checkpoint  # noqa: E402
 from irislib.checkpoint import CheckpointError  # noqa: E402

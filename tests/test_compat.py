@@ -28,14 +28,6 @@ FLAG_SETS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models run fastest single-threaded, and the suite shares 2 cores with other test processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def guided_model(flags: dict) -> torch.nn.Module:
     """guided-diffusion's own model for the flags, with every weight random (zero-initialised ones re-drawn)."""

@@ -267,3 +267,20 @@ def test_fetch_run_builds_a_run_directory_that_load_run_reads(sandbox):
     stamp = run_copy / ".source_sha256"
     before = stamp.stat().st_mtime_ns
     assert hub.fetch_run("v") == run_copy and stamp.stat().st_mtime_ns == before   # built once, then reused
+
+
+def test_package_copy_of_the_manifest_equals_the_root_manifest():
+    """pip installs (Colab's %pip install git+...) only carry irislib/; its copy must not drift from the root one."""
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "irislib" / "checkpoints_manifest.json").read_text() == \
+        (root / "checkpoints_manifest.json").read_text()
+
+
+def test_shipped_pair_verifies_and_loads(tmp_path, monkeypatch):
+    """The checkpoint pair in the repository passes its sha256 check and builds models from its config alone."""
+    from irislib import pipeline
+    monkeypatch.setenv("IRISLIB_CACHE", str(tmp_path / "cache"))
+    unet, diffusion, exp = pipeline.load_unet("tiny-synthetic-unet")
+    vae, prior = pipeline.load_vae("tiny-synthetic-vae")
+    assert exp.unet.image_size == vae.cfg.image_size == 32 and prior is not None
+    assert diffusion.num_timesteps == exp.diffusion.diffusion_steps

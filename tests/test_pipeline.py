@@ -116,3 +116,11 @@ def test_conditional_refiner_trains_on_vae_reconstructions_and_samples(runs, tmp
     assert res.images.shape == (2, 1, 32, 32) and res.drafts is not None
     with pytest.raises(Exception, match="refiner"):
         pipeline.sample(ref_run, None, n=2, strength=1.0, steps=3)
+
+
+def test_cli_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
+    rep = json.loads((tmp_path / "demo" / "report" / "report.json").read_text())
+    assert {"vae_draft", "vanilla", "hybrid_s0.5"} <= set(rep["methods"])
+    assert (tmp_path / "demo" / "samples" / "grid.png").is_file()
+    assert "| hybrid_s0.5 |" in capsys.readouterr().out

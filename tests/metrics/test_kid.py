@@ -7,14 +7,6 @@ from irislib.metrics import RandomConvFeatures, compute_kid, kid, mmd2_unbiased
 from irislib.metrics.pupil import box_blur
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions: one thread is faster and immune to a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def brute_mmd2(x, y):
     """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3, written as the textbook double sums."""

@@ -10,14 +10,6 @@ gd_unet = pytest.importorskip("guided_diffusion.unet")
 gd_nn = pytest.importorskip("guided_diffusion.nn")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small models run fastest single-threaded, and the suite shares 2 cores with other test processes."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_cfg(**kw) -> UNetConfig:
     base = dict(image_size=32, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult=[1, 2],

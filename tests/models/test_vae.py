@@ -7,13 +7,6 @@ from irislib.models.prior import GaussianMixturePrior
 from irislib.models.vae import LOGVAR_RANGE, VAE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def small_vae(size=32, channels=1, latent_type="spatial", **kw) -> VAE:
     torch.manual_seed(0)

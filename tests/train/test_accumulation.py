@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from toy import ToyDataset, ToyNet, ToyTask, toy_exp, one_thread  # noqa: F401
+from toy import ToyDataset, ToyNet, ToyTask, toy_exp  # noqa: F401
 
 from irislib.train import Trainer
 

@@ -5,7 +5,7 @@ import pytest
 
 import torch
 from _subproc import assert_run_consistent, assert_same_checkpoint, run_worker
-from toy import ToyDataset, ToyNet, ToyTask, one_thread, toy_exp  # noqa: F401
+from toy import ToyDataset, ToyNet, ToyTask, toy_exp  # noqa: F401
 
 from irislib.train import Trainer
 

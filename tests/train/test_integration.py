@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toy import ToyDataset, one_thread, toy_exp  # noqa: F401
+from toy import ToyDataset, toy_exp  # noqa: F401
 
 from irislib import checkpoint
 from irislib.config import DiffusionConfig, UNetConfig, VAEConfig

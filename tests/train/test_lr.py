@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from toy import ToyDataset, ToyNet, ToyTask, toy_exp, one_thread  # noqa: F401
+from toy import ToyDataset, ToyNet, ToyTask, toy_exp  # noqa: F401
 
 from irislib.checkpoint import load, read_metrics
 from irislib.config import ConfigError, TrainConfig

@@ -5,7 +5,6 @@ import pytest
 import torch
 from torch import nn
 
-from toy import one_thread  # noqa: F401
 
 from irislib.config import VAEConfig
 from irislib.train.tasks import DiffusionTask, VAETask, edge_loss

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from toy import ToyDataset, ToyNet, ToyTask, toy_exp, one_thread  # noqa: F401
+from toy import ToyDataset, ToyNet, ToyTask, toy_exp  # noqa: F401
 
 from irislib import checkpoint
 from irislib.config import ConfigError

@@ -1,7 +1,6 @@
 """Tiny models, tasks and data for the training tests (independent of irislib.models / irislib.diffusion)."""
 from __future__ import annotations
 
-import pytest
 import torch
 from torch import nn
 
@@ -76,11 +75,3 @@ def toy_exp(**train) -> Experiment:
     exp.data.random_flip = True
     return exp
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is much faster (and immune to a busy machine's oversubscription)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
