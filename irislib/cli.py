@@ -198,6 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError, ValueError) as e:
         print(f"irislib {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if args.command.startswith("train-"):  # under torchrun: leave the process group cleanly
+            from .train.distributed import cleanup
+            cleanup()
     return 0
 
 
