@@ -107,10 +107,8 @@ def cmd_import_guided(args) -> None:
     print(f"imported into run directory {out}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="irislib", description="Near-infrared iris synthesis: VAE + diffusion "
-                                     "hybrid sampling. Every subcommand has --help.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+def _add_train_commands(sub) -> None:
+    """train-vae, train-diffusion, train-refiner."""
     helps = {"vae": "train the VAE (round-pupil drafts) into a run directory (resumable)",
              "diffusion": "train the diffusion UNet into a run directory (resumable)",
              "refiner": "train a conditional refiner UNet on a VAE's reconstructions (DiffuseVAE Form 1)"}
@@ -121,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--vae", required=True, help="the trained VAE run whose reconstructions condition it")
         p.set_defaults(func=lambda a, k=kind: cmd_train(a, k))
 
+
+def _add_sample_command(sub) -> None:
+    """sample: hybrid sampling to PNGs."""
     p = sub.add_parser("sample", help="hybrid-sample iris images: VAE draft -> noise to --strength -> denoise")
     p.add_argument("--unet", required=True, help="diffusion run directory or manifest name")
     p.add_argument("--vae", help="VAE run directory or manifest name (omit for pure-noise sampling)")
@@ -138,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_sample)
 
+
+def _add_evaluate_command(sub) -> None:
+    """evaluate: metrics of a folder, or the comparison report."""
     p = sub.add_parser("evaluate", help="pupil-geometry metrics of a folder, or the hybrid-vs-vanilla report")
     p.add_argument("--images", help="folder of generated PNGs to measure")
     p.add_argument("--unet", help="diffusion run: with it, write the hybrid-vs-vanilla comparison report")
@@ -151,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++2m"])
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_other_commands(sub) -> None:
+    """demo, synth, fetch, register, import-guided."""
     p = sub.add_parser("demo", help="the full pipeline at tiny scale on synthetic irises (CPU, minutes)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--quick", action="store_true", help="a few steps only (for tests)")
@@ -184,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one guided-diffusion flag, e.g. --flag num_channels=128 (repeatable)")
     p.add_argument("--out", required=True, help="irislib run directory to write")
     p.set_defaults(func=cmd_import_guided)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="irislib", description="Near-infrared iris synthesis: VAE + diffusion "
+                                     "hybrid sampling. Every subcommand has --help.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_train_commands, _add_sample_command, _add_evaluate_command, _add_other_commands):
+        add(sub)
     return parser
 
 

@@ -16,6 +16,10 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .fit import _ransac_circle, _robust_keep, fit_circle, fit_ellipse, radial_residuals  # noqa: F401
+from .image_ops import (bilinear, box_blur, dilate, erode, fill_holes, label_components,  # noqa: F401
+                        otsu_threshold)
+
 N_RAYS = 96           # rays cast from the pupil centre
 STEP_PX = 0.25        # sampling step along a ray
 LIMBUS_MAX_DEG = 60.  # rays within this angle of horizontal look for the limbus
@@ -80,115 +84,6 @@ def to_unit_image(image, value_range: tuple[float, float] | None = None) -> np.n
 
 
 # ----------------------------------------------------------------------------------------------- image helpers
-def _shift_reduce(x: np.ndarray, r: int, op, fill) -> np.ndarray:
-    """Separable (2r+1)^2 min/max filter by shifting (op = np.minimum or np.maximum)."""
-    h, w = x.shape
-    p = np.pad(x, ((r, r), (0, 0)), constant_values=fill)
-    out = p[:h].copy()
-    for d in range(1, 2 * r + 1):
-        op(out, p[d:d + h], out=out)
-    p = np.pad(out, ((0, 0), (r, r)), constant_values=fill)
-    out = p[:, :w].copy()
-    for d in range(1, 2 * r + 1):
-        op(out, p[:, d:d + w], out=out)
-    return out
-
-
-def erode(mask: np.ndarray, r: int) -> np.ndarray:
-    """Binary erosion by a (2r+1)^2 square; outside the image counts as foreground."""
-    return _shift_reduce(mask, r, np.minimum, True) if r > 0 else mask
-
-
-def dilate(mask: np.ndarray, r: int) -> np.ndarray:
-    """Binary dilation by a (2r+1)^2 square."""
-    return _shift_reduce(mask, r, np.maximum, False) if r > 0 else mask
-
-
-def box_blur(img: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 window with edge replication (cumulative sums)."""
-    for axis in (0, 1):
-        pad = [(0, 0), (0, 0)]
-        pad[axis] = (r + 1, r)
-        c = np.cumsum(np.pad(img, pad, mode="edge"), axis=axis)
-        n = img.shape[axis]
-        img = (np.take(c, range(2 * r + 1, 2 * r + 1 + n), axis=axis) - np.take(c, range(n), axis=axis)) / (2 * r + 1)
-    return img
-
-
-def _run_min(lab: np.ndarray, idx: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> None:
-    """In place: every run of pixels idx[starts[k]:starts[k]+lengths[k]] takes the minimum label of the run."""
-    lab[idx] = np.repeat(np.minimum.reduceat(lab[idx], starts), lengths)
-
-
-def _runs(t: np.ndarray, line: int) -> tuple[np.ndarray, np.ndarray]:
-    """Starts and lengths of runs of consecutive indices t (sorted) that do not wrap across lines of `line` px."""
-    brk = np.ones(len(t), bool)
-    brk[1:] = (np.diff(t) != 1) | (t[1:] % line == 0)
-    starts = np.flatnonzero(brk)
-    return starts, np.diff(np.append(starts, len(t)))
-
-
-def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """4-connected labels of a boolean mask -> (labels [H, W] with -1 background, count).
-
-    Vectorised: alternately give each horizontal and vertical run of foreground pixels the minimum label in it, then
-    pointer-jump (a label is a pixel index of the same blob), until nothing changes; a few passes for blob shapes."""
-    h, w = mask.shape
-    idx_r = np.flatnonzero(mask)                               # row-major order
-    if len(idx_r) == 0:
-        return np.full((h, w), -1, dtype=np.int64), 0
-    t = np.flatnonzero(mask.T)                                  # column-major order, as transposed indices
-    idx_c = (t % h) * w + t // h
-    rs, rl = _runs(idx_r, w)
-    cs, cl = _runs(t, h)
-    lab = np.full(h * w, h * w, dtype=np.int64)
-    lab[idx_r] = idx_r
-    while True:
-        old = lab[idx_r].copy()
-        _run_min(lab, idx_r, rs, rl)
-        _run_min(lab, idx_c, cs, cl)
-        for _ in range(3):
-            lab[idx_r] = lab[lab[idx_r]]
-        if np.array_equal(old, lab[idx_r]):
-            break
-    roots, labels = np.unique(lab[idx_r], return_inverse=True)
-    out = np.full(h * w, -1, dtype=np.int64)
-    out[idx_r] = labels
-    return out.reshape(h, w), len(roots)
-
-
-def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill background regions not connected to the image border (glints inside the pupil)."""
-    lab, n = label_components(~mask)
-    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-    return mask | ((lab >= 0) & ~np.isin(lab, border))
-
-
-def otsu_threshold(values: np.ndarray, bins: int = 128) -> float:
-    """Otsu's threshold (max between-class variance) of a 1-D sample."""
-    hist, edges = np.histogram(values, bins=bins)
-    p = hist / max(hist.sum(), 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(p)
-    mu = np.cumsum(p * centres)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (mu[-1] * w0 - mu) ** 2 / (w0 * (1 - w0))
-    return float(edges[1:][np.nanargmax(np.nan_to_num(between, nan=-1.0))])
-
-
-def bilinear(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples at pixel coordinates (pixel centres at integers); NaN outside the image."""
-    h, w = img.shape
-    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    xc, yc = np.clip(x, 0, w - 1.000001), np.clip(y, 0, h - 1.000001)
-    x0, y0 = np.floor(xc).astype(int), np.floor(yc).astype(int)
-    fx, fy = xc - x0, yc - y0
-    v = (img[y0, x0] * (1 - fx) * (1 - fy) + img[y0, x0 + 1] * fx * (1 - fy)
-         + img[y0 + 1, x0] * (1 - fx) * fy + img[y0 + 1, x0 + 1] * fx * fy)
-    return np.where(inside, v, np.nan)
-
-
-# ----------------------------------------------------------------------------------------------- segmentation
 def _best_component(mask: np.ndarray) -> tuple[np.ndarray, float] | None:
     """The most pupil-like 4-connected component of `mask` -> (mask, shape score): large, solid, round-ish,
     central, not touching the border."""
@@ -251,74 +146,6 @@ def segment_pupil(img: np.ndarray) -> np.ndarray | None:
 
 
 # ----------------------------------------------------------------------------------------------- ellipse / circle
-def fit_ellipse(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float, float, float] | None:
-    """Direct least-squares ellipse (Fitzgibbon 1999, stable form of Halir & Flusser 1998) -> (cx, cy, a, b,
-    angle_deg) with a >= b, or None if the points do not determine an ellipse."""
-    if len(x) < 6:
-        return None
-    mx, my = x.mean(), y.mean()
-    s = max(np.sqrt(np.mean((x - mx) ** 2 + (y - my) ** 2)), 1e-9)   # normalise for conditioning
-    u, v = (x - mx) / s, (y - my) / s
-    d1 = np.stack([u * u, u * v, v * v], axis=1)                       # [N, 3] quadratic part
-    d2 = np.stack([u, v, np.ones_like(u)], axis=1)                     # [N, 3] linear part
-    s1, s2, s3 = d1.T @ d1, d1.T @ d2, d2.T @ d2
-    try:
-        t = -np.linalg.solve(s3, s2.T)
-        m = s1 + s2 @ t
-        m = np.stack([m[2] / 2, -m[1], m[0] / 2])                      # C1^-1 @ M
-        _, vecs = np.linalg.eig(m)
-    except np.linalg.LinAlgError:
-        return None
-    vecs = np.real(vecs)
-    ok = 4 * vecs[0] * vecs[2] - vecs[1] ** 2 > 0                      # the ellipse constraint
-    if not ok.any():
-        return None
-    a1 = vecs[:, np.argmax(ok)]
-    A, B, C = a1
-    D, E, F = t @ a1
-    try:
-        x0, y0 = np.linalg.solve([[2 * A, B], [B, 2 * C]], [-D, -E])
-    except np.linalg.LinAlgError:
-        return None
-    fc = A * x0 ** 2 + B * x0 * y0 + C * y0 ** 2 + D * x0 + E * y0 + F
-    lam, evec = np.linalg.eigh([[A, B / 2], [B / 2, C]])
-    axes2 = -fc / lam
-    if np.any(axes2 <= 0):
-        return None
-    axes = np.sqrt(axes2) * s
-    i = int(np.argmax(axes))                                           # major axis
-    angle = math.degrees(math.atan2(evec[1, i], evec[0, i])) % 180.0
-    return float(x0 * s + mx), float(y0 * s + my), float(axes[i]), float(axes[1 - i]), angle
-
-
-def radial_residuals(x: np.ndarray, y: np.ndarray, ell) -> np.ndarray:
-    """Signed distance from the ellipse centre to each point minus the ellipse radius in that direction."""
-    cx, cy, a, b, angle = ell
-    dx, dy = x - cx, y - cy
-    c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-    phi = np.arctan2(-dx * s + dy * c, dx * c + dy * s)
-    return np.hypot(dx, dy) - a * b / np.sqrt((b * np.cos(phi)) ** 2 + (a * np.sin(phi)) ** 2)
-
-
-def fit_circle(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float] | None:
-    """Algebraic (Kasa) circle fit -> (cx, cy, r)."""
-    if len(x) < 3:
-        return None
-    A = np.stack([x, y, np.ones_like(x)], axis=1)
-    sol, *_ = np.linalg.lstsq(A, x ** 2 + y ** 2, rcond=None)
-    cx, cy = sol[0] / 2, sol[1] / 2
-    r2 = sol[2] + cx ** 2 + cy ** 2
-    return (float(cx), float(cy), float(np.sqrt(r2))) if r2 > 0 else None
-
-
-def _robust_keep(res: np.ndarray, floor: float) -> np.ndarray:
-    """Inliers: |res - median| <= max(3.5 robust sigma, floor)."""
-    med = np.median(res)
-    sigma = 1.4826 * np.median(np.abs(res - med))
-    return np.abs(res - med) <= max(3.5 * sigma, floor)
-
-
-# ----------------------------------------------------------------------------------------------- rays
 def _first_stable_crossing(p: np.ndarray, level: np.ndarray, run: int = 5) -> np.ndarray:
     """Per row of p [N, M]: first index i > 0 with p[i:i+run] all >= level [N] (p[0] must be below), else -1."""
     ok = np.nan_to_num(p, nan=-np.inf) >= level[:, None]
@@ -483,24 +310,6 @@ def _limbus_points(img, glint, ell, edge_width, n_rays):
     k = up.argmax(axis=1)
     ok &= up.any(axis=1) & (k > j - hs)
     return th[ok], _interp_cross(p, rr, np.maximum(k, 1), level)[ok]
-
-
-def _ransac_circle(x, y, tol, trials=300):
-    """Inlier mask of the circle through 3 of the points that most others lie on (|distance - r| <= tol); seeded,
-    so the result is deterministic. Eyelid crossings form a minority arc and drop out."""
-    rng = np.random.default_rng(0)
-    i, j, k = (rng.integers(0, len(x), trials) for _ in range(3))
-    ax, ay, bx, by, cx, cy = x[i], y[i], x[j], y[j], x[k], y[k]
-    d = 2 * (ax * (by - cy) + bx * (cy - ay) + cx * (ay - by))               # circumcircle of each triple
-    ok = np.abs(d) > 1e-6
-    d = np.where(ok, d, 1.0)
-    a2, b2, c2 = ax ** 2 + ay ** 2, bx ** 2 + by ** 2, cx ** 2 + cy ** 2
-    ux = (a2 * (by - cy) + b2 * (cy - ay) + c2 * (ay - by)) / d
-    uy = (a2 * (cx - bx) + b2 * (ax - cx) + c2 * (bx - ax)) / d
-    r = np.hypot(ax - ux, ay - uy)
-    inl = np.abs(np.hypot(x[None] - ux[:, None], y[None] - uy[:, None]) - r[:, None]) <= tol   # [T, N]
-    score = np.where(ok, inl.sum(axis=1), -1)
-    return inl[int(np.argmax(score))]
 
 
 def _iris_circle(img, glint, ell, edge_width, n_rays):
