@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +113,11 @@ def _fit_prior(run_dir: Path, exp: Experiment, dataset) -> None:
     prior = GaussianMixturePrior(k, means.shape[1])
     prior.fit(means, generator=torch.Generator().manual_seed(exp.train.seed))
     checkpoint.save_prior(run_dir, prior.state_dict())
+    if exp.train.mirror_dir:  # the Drive copy must sample like the local run once Colab wipes the VM
+        try:
+            checkpoint.save_prior(exp.train.mirror_dir, prior.state_dict())
+        except OSError as e:
+            warnings.warn(f"could not copy prior.safetensors to the mirror {exp.train.mirror_dir}: {e}")
 
 
 # --- loading -------------------------------------------------------------------------------------------------
@@ -145,7 +151,10 @@ def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bo
     prior = None
     if with_prior and exp.vae.prior == "gmm":
         prior_state = checkpoint.load_prior(run)
-        if prior_state is not None:
+        if prior_state is None:
+            warnings.warn(f"{run} has no prior.safetensors (vae.prior=gmm is fitted after training ends); "
+                          "drafting from N(0, I) instead")
+        else:
             prior = GaussianMixturePrior(*_prior_dims(prior_state))
             prior.load_state_dict(prior_state)
             prior = prior.to(device)

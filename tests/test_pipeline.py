@@ -124,3 +124,14 @@ def test_cli_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     assert {"vae_draft", "vanilla", "hybrid_s0.5"} <= set(rep["methods"])
     assert (tmp_path / "demo" / "samples" / "grid.png").is_file()
     assert "| hybrid_s0.5 |" in capsys.readouterr().out
+
+
+def test_vae_prior_reaches_the_drive_mirror(tmp_path):
+    exp = presets.get("tiny").override({**SMALL, "train.max_steps": 2, "train.sample_grid_images": 0,
+                                        "train.mirror_dir": str(tmp_path / "drive")})
+    run = pipeline.train_vae(exp, tmp_path / "local", progress=False)
+    assert (tmp_path / "drive" / "prior.safetensors").read_bytes() == (run / "prior.safetensors").read_bytes()
+    (run / "prior.safetensors").unlink()
+    with pytest.warns(UserWarning, match="no prior.safetensors"):
+        _, prior = pipeline.load_vae(run)
+    assert prior is None
