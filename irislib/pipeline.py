@@ -1,8 +1,10 @@
 """Entry points shared by the notebooks and the CLI: train the VAE / diffusion model, load runs, sample."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +37,15 @@ def build_diffusion(exp: Experiment, timestep_respacing: str | None = None) -> G
     return GaussianDiffusion(exp.diffusion, learn_sigma=exp.unet.learn_sigma)
 
 
+def _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn) -> Trainer:
+    """Build the Trainer (which resumes) and run it, holding the run directory's lock on the writing rank."""
+    is_writer = int(os.environ.get("RANK", "0")) == 0  # torchrun: only rank 0 writes the run directory
+    with checkpoint.run_lock(run_dir) if is_writer else contextlib.nullcontext():
+        trainer = Trainer(model, task, dataset, exp, run_dir, resume=resume, progress=progress, sample_fn=sample_fn)
+        trainer.run()
+    return trainer
+
+
 # --- training ------------------------------------------------------------------------------------------------
 def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto", progress: bool = True) -> Path:
     """Train the UNet of `exp` into run directory `out`; resumes from its newest valid checkpoint by default."""
@@ -51,8 +62,7 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
             res = hybrid.sample(net, diffusion, seeds=seeds, strength=1.0, steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
 
-    Trainer(model, task, make_dataset(exp.data), exp, run_dir, resume=resume, progress=progress,
-            sample_fn=sample_fn).run()
+    _run_trainer(model, task, make_dataset(exp.data), exp, run_dir, resume, progress, sample_fn)
     return run_dir
 
 
@@ -77,7 +87,7 @@ def train_refiner(exp: Experiment, vae_run: str | Path, out: str | Path, resume:
                                 steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(torch.cat([cond, res.images]), nrow=4))
 
-    Trainer(model, task, dataset, exp, run_dir, resume=resume, progress=progress, sample_fn=sample_fn).run()
+    _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn)
     return run_dir
 
 
@@ -95,9 +105,7 @@ def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", pro
             drafts = hybrid.draw_drafts(net, seeds, device=next(net.parameters()).device)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
 
-    trainer = Trainer(model, VAETask(exp.vae), dataset, exp, run_dir, resume=resume, progress=progress,
-                      sample_fn=sample_fn)
-    trainer.run()
+    trainer = _run_trainer(model, VAETask(exp.vae), dataset, exp, run_dir, resume, progress, sample_fn)
     if exp.vae.prior == "gmm" and trainer.is_main:
         _fit_prior(run_dir, exp, dataset)
     return run_dir
