@@ -64,8 +64,11 @@ def cmd_evaluate(args) -> None:
     else:
         if not args.images:
             raise ConfigError("evaluate needs --images DIR (a folder of PNGs) or --unet RUN for the comparison report")
-        report = reports.evaluate(args.images, reference=args.reference, out=args.out)
-    print(json.dumps(report.get("summary", report), indent=2, default=str)[:4000])
+        report = reports.evaluate(args.images, reference=args.reference or "synthetic:64", out=args.out)
+    if "summary" in report:
+        print(reports.markdown_table(report))
+    else:
+        print(f"found_rate {report['found_rate']}, W1 to the reference {report['w1']}, KID {report['kid']}")
 
 
 def cmd_demo(args) -> None:
@@ -99,7 +102,9 @@ def cmd_register(args) -> None:
 
 def cmd_import_guided(args) -> None:
     from . import compat
-    flags = json.loads(Path(args.flags).read_text()) if args.flags and Path(args.flags).is_file() else {}
+    if args.flags and not Path(args.flags).is_file():
+        raise ConfigError(f"--flags {args.flags}: no such file (a JSON object of the guided-diffusion flags)")
+    flags = json.loads(Path(args.flags).read_text()) if args.flags else {}
     for item in args.flag:
         key, _, value = item.partition("=")
         flags[key.lstrip("-")] = value
@@ -146,7 +151,8 @@ def _add_evaluate_command(sub) -> None:
     p.add_argument("--images", help="folder of generated PNGs to measure")
     p.add_argument("--unet", help="diffusion run: with it, write the hybrid-vs-vanilla comparison report")
     p.add_argument("--vae", help="VAE run for the comparison report")
-    p.add_argument("--reference", default="synthetic:64", help="reference images: folder or synthetic:N")
+    p.add_argument("--reference", help="reference images: folder or synthetic:N (default: the UNet run's training "
+                   "data with --unet, synthetic:64 with --images)")
     p.add_argument("--out", required=True, help="folder for report.json and figures")
     p.add_argument("--strengths", type=lambda s: [float(x) for x in s.split(",")], default=[0.3, 0.5, 0.7])
     p.add_argument("--steps", type=int, default=20, help="UNet calls per image, equal for every method")
@@ -210,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         args.func(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, OSError, ValueError) as e:  # user errors (incl. a locked run): one line, no traceback
         print(f"irislib {args.command}: error: {e}", file=sys.stderr)
         return 2
     finally:

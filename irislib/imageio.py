@@ -66,16 +66,19 @@ def load_images(folder: str | Path, limit: int | None = None) -> np.ndarray:
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"image folder {folder} does not exist")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.name != "grid.png")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    samples = [p for p in files if p.name.startswith("sample_")]  # a folder written by `irislib sample`
+    files = samples or [p for p in files if "grid" not in p.stem and p.stem != "comparison"]
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
     out = []
     for p in files[:limit]:
         with Image.open(p) as im:
-            a = np.asarray(im)
-        scale = 65535.0 if a.dtype == np.uint16 or a.max() > 255 else 255.0
-        a = a.astype(np.float32) / scale
-        out.append(a.mean(axis=-1) if a.ndim == 3 else a)
+            if im.mode.startswith("I"):  # 16-bit grey ("I;16", or "I" on older Pillow)
+                a = np.asarray(im).astype(np.float32) / 65535.0
+            else:  # palette, alpha and colour images to luma
+                a = np.asarray(im.convert("L")).astype(np.float32) / 255.0
+        out.append(a)
     shapes = {a.shape for a in out}
     if len(shapes) > 1:
         raise ValueError(f"images in {folder} have different sizes {sorted(shapes)}; resize them to one size")

@@ -29,20 +29,26 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for but no CUDA GPU is visible; use --device cpu")
-    return torch.device(name)
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
-def build_diffusion(exp: Experiment, timestep_respacing: str | None = None) -> GaussianDiffusion:
+def build_diffusion(exp: Experiment) -> GaussianDiffusion:
     """The Gaussian diffusion of an experiment (tables only, no parameters)."""
     return GaussianDiffusion(exp.diffusion, learn_sigma=exp.unet.learn_sigma)
 
 
-def _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn) -> Trainer:
-    """Build the Trainer (which resumes) and run it, holding the run directory's lock on the writing rank."""
+def _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn, after=None) -> Trainer:
+    """Build the Trainer (which resumes) and run it, then `after(trainer)`, holding the run directory's lock on
+    the writing rank."""
     is_writer = int(os.environ.get("RANK", "0")) == 0  # torchrun: only rank 0 writes the run directory
     with checkpoint.run_lock(run_dir) if is_writer else contextlib.nullcontext():
         trainer = Trainer(model, task, dataset, exp, run_dir, resume=resume, progress=progress, sample_fn=sample_fn)
         trainer.run()
+        if after is not None and trainer.is_main:
+            after(trainer)
     return trainer
 
 
@@ -105,9 +111,8 @@ def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", pro
             drafts = hybrid.draw_drafts(net, seeds, device=next(net.parameters()).device)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
 
-    trainer = _run_trainer(model, VAETask(exp.vae), dataset, exp, run_dir, resume, progress, sample_fn)
-    if exp.vae.prior == "gmm" and trainer.is_main:
-        _fit_prior(run_dir, exp, dataset)
+    fit = (lambda trainer: _fit_prior(run_dir, exp, dataset)) if exp.vae.prior == "gmm" else None
+    _run_trainer(model, VAETask(exp.vae), dataset, exp, run_dir, resume, progress, sample_fn, after=fit)
     return run_dir
 
 
@@ -145,6 +150,8 @@ def _resolve_run(ref: str | Path) -> Path:
 def load_unet(ref: str | Path, device="cpu", use_ema: bool = True):
     """(UNet in eval mode, GaussianDiffusion, Experiment) from a diffusion run directory or manifest name."""
     exp, state = checkpoint.load_run(_resolve_run(ref), use_ema=use_ema)
+    if "input_blocks.0.0.weight" not in state:
+        raise ConfigError(f"{ref} is not a diffusion (UNet) run; if it is the VAE run, pass it as --vae")
     model = UNet(exp.unet)
     model.load_state_dict(state)
     return model.to(device).eval(), build_diffusion(exp), exp
@@ -154,6 +161,8 @@ def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bo
     """(VAE in eval mode, fitted prior or None) from a VAE run directory or manifest name."""
     run = _resolve_run(ref)
     exp, state = checkpoint.load_run(run, use_ema=use_ema)
+    if "input_blocks.0.0.weight" in state:
+        raise ConfigError(f"{ref} is a diffusion (UNet) run, not a VAE run; pass it as --unet")
     vae = VAE(exp.vae)
     vae.load_state_dict(state)
     prior = None
@@ -167,6 +176,15 @@ def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bo
             prior.load_state_dict(prior_state)
             prior = prior.to(device)
     return vae.to(device).eval(), prior
+
+
+def check_pair(unet_run, unet, vae_run, vae) -> None:
+    """The VAE must draft images the UNet denoises: same channels and size, or one clear error naming both."""
+    u, v = unet.cfg, vae.cfg
+    if (u.in_channels, u.image_size) != (v.in_channels, v.image_size):
+        raise ConfigError(f"{vae_run} drafts {v.in_channels}-channel {v.image_size} px images but {unet_run} "
+                          f"denoises {u.in_channels}-channel {u.image_size} px ones; use a VAE and UNet trained "
+                          "on the same data settings")
 
 
 def _prior_dims(state: dict) -> tuple[int, int]:
@@ -189,10 +207,14 @@ def sample(unet_run, vae_run=None, out=None, n: int = 16, strength: float = 0.5,
            sampler: str = "ddim", seed: int = 0, batch_size: int = 16, device: str = "auto", bit_depth: int = 8,
            use_ema: bool = True, progress: bool = False) -> SampleResult:
     """Hybrid-sample n images (strength 1 or no VAE = pure noise); writes PNGs, grid.png, settings.json to out."""
+    if n < 1 or batch_size < 1:
+        raise ConfigError(f"n={n} and batch_size={batch_size} must both be at least 1")
     dev = resolve_device(device)
     steps = int(steps) if isinstance(steps, str) and steps.isdigit() else steps
     unet, diffusion, _ = load_unet(unet_run, dev, use_ema)
     vae, prior = load_vae(vae_run, dev, use_ema) if vae_run is not None else (None, None)
+    if vae is not None:
+        check_pair(unet_run, unet, vae_run, vae)
     if vae is None and (strength < 1.0 or unet.cond_channels):
         raise ConfigError(f"strength={strength} (or a refiner UNet) needs a VAE run (--vae); use strength=1 for "
                           "pure-noise sampling")

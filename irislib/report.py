@@ -1,6 +1,7 @@
 """Evaluation and the hybrid-vs-vanilla comparison report (JSON + figure), and the tiny end-to-end demo."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -9,25 +10,32 @@ import numpy as np
 import torch
 
 from . import hybrid, imageio, presets
-from .config import Experiment
+from .config import ConfigError, Experiment
 from .data import make_dataset
 from .metrics import compare_sets, compute_kid, measure_set
 
 PLOT_VALUES = ("ellipse_residual", "edge_width_px", "pupil_iris_ratio", "axis_ratio", "concentricity")
 
 
-def reference_images(reference: str, image_size: int, n: int | None = None) -> np.ndarray:
-    """Reference set as float [N, H, W] in [0, 1]: a folder (cropped/resized like training data) or synthetic:N."""
-    exp = Experiment().override({"data.path": reference, "data.image_size": image_size})
+def reference_images(reference: str, image_size: int, n: int | None = None, data=None) -> np.ndarray:
+    """Grey reference set [N, H, W] in [0, 1]: a folder (cropped/resized like training data, with `data`'s crop
+    boxes and cache folder when given) or synthetic:N."""
+    base = Experiment() if data is None else Experiment(data=dataclasses.replace(data))
+    exp = base.override({"data.path": reference, "data.image_size": image_size})
     ds = make_dataset(exp.data)
     count = len(ds) if n is None else min(n, len(ds))
-    return np.stack([((ds[i][0] + 1) / 2).numpy() for i in range(count)])
+    return np.stack([((ds[i].mean(0) + 1) / 2).numpy() for i in range(count)])
 
 
 def _as01(images) -> np.ndarray:
-    if isinstance(images, torch.Tensor):
-        return imageio.to_numpy01(images) if images.ndim == 4 else images.numpy()
-    return np.asarray(images, dtype=np.float32)
+    """Grey float [N, H, W] in [0, 1] from tensors or arrays: [N, C, H, W], [N, H, W, 3] or [N, H, W], in [0, 1]
+    or [-1, 1] (a minimum below 0 means [-1, 1], the models' range)."""
+    x = images.detach().float().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images, np.float32)
+    if x.ndim == 4:  # channels first (C <= 4) or last
+        x = x.mean(axis=1) if x.shape[1] <= 4 else x.mean(axis=-1)
+    if x.ndim != 3:
+        raise ValueError(f"images of shape {x.shape}: pass [N, H, W], [N, C, H, W] or [N, H, W, C]")
+    return np.clip((x + 1) / 2 if x.min() < -1e-3 else x, 0.0, 1.0).astype(np.float32)
 
 
 def evaluate(images_or_dir, reference: str = "synthetic:64", out=None, n_reference: int | None = 64) -> dict:
@@ -35,7 +43,7 @@ def evaluate(images_or_dir, reference: str = "synthetic:64", out=None, n_referen
     gen = imageio.load_images(images_or_dir) if isinstance(images_or_dir, (str, Path)) else _as01(images_or_dir)
     ref = reference_images(reference, gen.shape[-1], n_reference)
     report = compare_sets(gen, ref)
-    kid_mean, kid_std = compute_kid(gen, ref)
+    kid_mean, kid_std = compute_kid(gen, ref, value_range=(0.0, 1.0))
     report["kid"] = {"mean": float(kid_mean), "std": float(kid_std), "extractor": "random-conv (offline)"}
     if out is not None:
         out = Path(out)
@@ -62,11 +70,16 @@ def _clean(o):
 def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps: int = 20, n: int = 16, seed: int = 0,
             reference: str | None = None, sampler: str = "ddim", device: str = "auto") -> dict:
     """Vanilla (pure noise) vs hybrid at several strengths, equal UNet calls, same model; JSON + figure in out."""
-    from .pipeline import load_unet, load_vae, resolve_device
+    from .pipeline import check_pair, load_unet, load_vae, resolve_device
+    if vae_run is None:
+        raise ConfigError("the comparison report needs the VAE run that drafts the shapes (--vae RUN)")
+    if n < 1:
+        raise ConfigError(f"n={n}: compare needs at least one image per method")
     dev = resolve_device(device)
     unet, diffusion, exp = load_unet(unet_run, dev)
     vae, prior = load_vae(vae_run, dev)
-    ref = reference_images(reference or exp.data.path, exp.unet.image_size, max(n, 32))
+    check_pair(unet_run, unet, vae_run, vae)
+    ref = reference_images(reference or exp.data.path, exp.unet.image_size, max(n, 32), data=exp.data)
     ref_measures = measure_set(ref)
     seeds = list(range(seed, seed + n))
     rows, grids = {}, {}
@@ -75,10 +88,11 @@ def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps: int = 20, 
     for name, strength in methods:
         t = time.time()
         if name == "vae_draft":
-            images, t0, nfe = drafts, 0, 0
+            images, t0, nfe = drafts, -1, 0  # -1: not noised, as the sampler reports strength 0
         else:
             res = hybrid.sample(unet, diffusion, seeds=seeds, x_init=None if strength >= 1 else drafts,
-                                strength=strength, steps=steps, sampler=sampler)
+                                strength=strength, steps=steps, sampler=sampler,
+                                cond=drafts if unet.cond_channels else None)
             images, t0, nfe = res.images, res.t0, res.nfe
         rows[name] = _method_row(images, ref, ref_measures, strength, t0, nfe, time.time() - t)
         grids[name] = images.cpu()
@@ -93,7 +107,7 @@ def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps: int = 20, 
 def _method_row(images, ref, ref_measures, strength, t0, nfe, seconds) -> dict:
     gen = _as01(images)
     measures = measure_set(gen)
-    kid_mean, kid_std = compute_kid(gen, ref)
+    kid_mean, kid_std = compute_kid(gen, ref, value_range=(0.0, 1.0))
     return {"strength": strength, "t0": t0, "unet_calls": nfe, "seconds": round(seconds, 2),
             "kid": float(kid_mean), "kid_std": float(kid_std), **compare_sets(measures, ref_measures),
             "values": {k: v.tolist() for k, v in measures.items() if k in PLOT_VALUES}}

@@ -135,3 +135,30 @@ def test_vae_prior_reaches_the_drive_mirror(tmp_path):
     with pytest.warns(UserWarning, match="no prior.safetensors"):
         _, prior = pipeline.load_vae(run)
     assert prior is None
+
+
+def test_user_mistakes_get_one_clear_error(runs, tmp_path, capsys):
+    exp, vae_run, unet_run = runs
+    out = str(tmp_path / "x")
+    cases = [(["sample", "--unet", str(vae_run), "--out", out], "pass it as --vae"),
+             (["sample", "--unet", str(unet_run), "--vae", str(unet_run), "--out", out], "pass it as --unet"),
+             (["sample", "--unet", str(unet_run), "--out", out, "--n", "0"], "at least 1"),
+             (["sample", "--unet", str(unet_run), "--out", out, "--strength", "1.5"], "strength=1.5"),
+             (["sample", "--unet", str(unet_run), "--out", out, "--device", "gpu"], "not a device"),
+             (["evaluate", "--unet", str(unet_run), "--out", out], "--vae RUN"),
+             (["import-guided", "model.pt", "--flags", "typo.json", "--out", out], "typo.json"),
+             (["train-diffusion", "--preset", "tiny", "--out", str(unet_run), "--resume", "no"], str(unet_run))]
+    for args, words in cases:
+        assert cli.main(args) == 2, args
+        err = capsys.readouterr().err
+        assert words in err and "Traceback" not in err, (args, err)
+
+
+def test_evaluate_reads_a_sample_folder_and_any_value_range(runs, tmp_path):
+    _, vae_run, unet_run = runs
+    res = pipeline.sample(unet_run, vae_run, out=tmp_path / "s", n=3, strength=0.5, steps=2)
+    from_dir = report.evaluate(tmp_path / "s", reference="synthetic:8")  # grids beside the samples are skipped
+    from_tensor = report.evaluate(res.images, reference="synthetic:8")  # [-1, 1] tensor
+    from_array = report.evaluate(((res.images + 1) / 2)[:, 0].numpy(), reference="synthetic:8")  # [0, 1] array
+    assert abs(from_tensor["kid"]["mean"] - from_array["kid"]["mean"]) < 1e-4
+    assert abs(from_dir["kid"]["mean"] - from_array["kid"]["mean"]) < 0.05  # 8-bit PNG rounding only

@@ -17,7 +17,7 @@ TINY = {"data.path": "synthetic:8", "train.batch_size": 4, "train.microbatch": 4
 def test_a_live_trainer_on_the_same_run_is_refused(tmp_path):
     run = tmp_path / "run"
     with run_lock(run):
-        with pytest.raises(RuntimeError, match=f"being trained by process {os.getpid()}"):
+        with pytest.raises(OSError, match=f"being trained by process {os.getpid()}"):
             pipeline.train_diffusion(presets.get("tiny").override(TINY), run, progress=False)
     assert not (run / ".train.lock").exists()  # released after the with block
 

@@ -6,7 +6,7 @@ good folder or None; `load(folder)` -> dict; `load_run(run_dir, use_ema=True)` -
 """
 from .artifacts import load_prior, save_prior, write_sample_grid
 from .files import sha256_file
-from .lock import run_lock
+from .lock import RunLockedError, run_lock
 from .metrics import append_metrics, read_metrics, restore_metrics, truncate_metrics
 from .mirror import Mirror
 from .store import (POINTER, CheckpointError, check_compatible, find_resume, list_checkpoints, load, load_run,
@@ -15,4 +15,4 @@ from .store import (POINTER, CheckpointError, check_compatible, find_resume, lis
 __all__ = ["save", "find_resume", "resolve", "load", "load_run", "load_run_all", "load_trainer_state", "verify",
            "prune", "list_checkpoints", "check_compatible", "CheckpointError", "Mirror", "append_metrics",
            "read_metrics", "restore_metrics", "truncate_metrics", "write_config", "write_sample_grid", "save_prior",
-           "load_prior", "sha256_file", "POINTER", "run_lock"]
+           "load_prior", "sha256_file", "POINTER", "run_lock", "RunLockedError"]

@@ -29,6 +29,10 @@ def _holder(path: Path) -> dict | None:
         return None
 
 
+class RunLockedError(OSError):
+    """Another live process is training into the same run directory (an OSError, like EBUSY)."""
+
+
 @contextlib.contextmanager
 def run_lock(run_dir):
     """Hold run_dir/.train.lock while training; a live holder on this host is an error, a dead one is taken over."""
@@ -42,7 +46,7 @@ def run_lock(run_dir):
         except FileExistsError:
             holder = _holder(path) or {}
             if holder.get("host") == me["host"] and _alive(int(holder.get("pid", -1))):
-                raise RuntimeError(f"{run_dir} is being trained by process {holder['pid']} on this machine; stop "
+                raise RunLockedError(f"{run_dir} is being trained by process {holder['pid']} on this machine; stop "
                                    f"it first, or train into another --out") from None
             if holder.get("host") not in (None, me["host"]):
                 warnings.warn(f"taking over the lock of {run_dir} left by {holder}: a session on another machine "

@@ -58,7 +58,7 @@ def timestep_to_strength(diffusion: GaussianDiffusion, timestep: int) -> float:
 
 def _check_strength(strength) -> float:
     strength = float(strength)
-    if math.isnan(strength) or strength < 0:
+    if math.isnan(strength) or not 0 <= strength <= 1:
         raise ValueError(f"strength={strength} must be in [0, 1] (noise std at the start; 1 = pure noise)")
     return strength
 

@@ -218,5 +218,7 @@ def test_bad_arguments_are_explained(ours, toy_model):
         samplers.sample(model, d, shape=SHAPE, steps=0)
     with pytest.raises(ValueError, match="strength"):
         samplers.sample(model, d, shape=SHAPE, strength=-0.1)
+    with pytest.raises(ValueError, match="strength"):
+        samplers.sample(model, d, shape=SHAPE, strength=1.5)
     with pytest.raises(ValueError, match="shape"):
         samplers.sample(model, d)
