@@ -162,3 +162,21 @@ def test_evaluate_reads_a_sample_folder_and_any_value_range(runs, tmp_path):
     from_array = report.evaluate(((res.images + 1) / 2)[:, 0].numpy(), reference="synthetic:8")  # [0, 1] array
     assert abs(from_tensor["kid"]["mean"] - from_array["kid"]["mean"]) < 1e-4
     assert abs(from_dir["kid"]["mean"] - from_array["kid"]["mean"]) < 0.05  # 8-bit PNG rounding only
+
+
+@pytest.mark.slow
+def test_cli_under_torchrun_two_processes(tmp_path):
+    """The README's torchrun command: 2 gloo processes on CPU train one run, rank 0 writes it, the lock is freed."""
+    import subprocess
+    import sys
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "irislib.cli",
+           "train-vae", "--preset", "tiny", "--data", "synthetic:16", "--out", str(out), "--quiet",
+           "--set", "train.max_steps=3", "--set", "train.batch_size=4", "--set", "train.microbatch=2",
+           "--set", "train.sample_grid_images=2", "--set", "train.log_every_steps=1"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("run directory") == 2  # both ranks finished
+    assert json.loads((out / "latest.json").read_text())["step"] == 3
+    assert (out / "prior.safetensors").is_file() and not (out / ".train.lock").exists()
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
