@@ -144,6 +144,7 @@ class DataConfig:
     random_flip: bool = True              # random horizontal flip (guided-diffusion's default)
     cache_dir: str = ""                   # where preprocessed tensors are cached; "" = <folder>/.irislib_cache
     num_workers: int = 0                  # DataLoader worker processes
+    synthetic_seed: int = 0               # which eyes synthetic:N draws (another seed = a disjoint held-out set)
 
     def validate(self, section: str = "data") -> None:
         _positive(self, section, "image_size")

@@ -26,7 +26,7 @@ def make_dataset(cfg: DataConfig) -> torch.utils.data.Dataset:
     """The data set cfg describes: "synthetic:N" built-in irises, or a folder of images (searched recursively)."""
     n = parse_synthetic(cfg.path)
     if n is not None:
-        return SyntheticIrisDataset(n, cfg.image_size, channels=cfg.channels)
+        return SyntheticIrisDataset(n, cfg.image_size, channels=cfg.channels, seed=cfg.synthetic_seed)
     return FolderDataset(cfg.path, cfg.image_size, cfg.channels, crop_csv=cfg.crop_csv, cache_dir=cfg.cache_dir)
 
 

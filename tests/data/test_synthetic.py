@@ -202,3 +202,12 @@ def test_write_synthetic_round_trip(tmp_path):
     ds = FolderDataset(tmp_path / "syn", 48, progress=False)                 # geometry.json is not an image
     assert ds.files == [p.name for p in paths]
     assert torch.allclose(ds[2][0], torch.from_numpy(np.round(img * 255) / 255 * 2 - 1).float(), atol=1e-3)
+
+
+def test_make_dataset_synthetic_seed_draws_other_eyes():
+    from irislib.config import DataConfig
+    from irislib.data import make_dataset
+    a = make_dataset(DataConfig(path="synthetic:2", image_size=32))
+    b = make_dataset(DataConfig(path="synthetic:2", image_size=32, synthetic_seed=1))
+    assert torch.equal(a[0], make_dataset(DataConfig(path="synthetic:2", image_size=32))[0])
+    assert not torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
