@@ -39,18 +39,24 @@ def save_images(images: torch.Tensor, out_dir: str | Path, prefix: str = "sample
     return paths
 
 
+def tile(tiles: list[np.ndarray], nrow: int, pad: int = 2, top: int = 0) -> Image.Image:
+    """Paste uint8 [H, W] or [H, W, 3] tiles `nrow` per row on a black canvas (`top` px left free for a title)."""
+    if not tiles:
+        raise ValueError("no images to tile; check that sampling produced any (n >= 1)")
+    h, w = tiles[0].shape[:2]
+    mode = "RGB" if any(t.ndim == 3 for t in tiles) else "L"
+    cols = max(1, min(nrow, len(tiles)))
+    rows = -(-len(tiles) // cols)
+    grid = Image.new(mode, (cols * (w + pad) + pad, rows * (h + pad) + pad + top), 0)
+    for i, t in enumerate(tiles):
+        grid.paste(Image.fromarray(t).convert(mode), (pad + (i % cols) * (w + pad), top + pad + (i // cols) * (h + pad)))
+    return grid
+
+
 def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> Image.Image:
-    """Tile [N, C, H, W] images in [-1, 1] into one 8-bit PIL image."""
-    arr = to_numpy01(images)
-    n, h, w = arr.shape[0], arr.shape[1], arr.shape[2]
-    nrow = nrow or max(1, int(math.ceil(math.sqrt(n))))
-    rows = int(math.ceil(n / nrow))
-    shape = (rows * (h + pad) + pad, nrow * (w + pad) + pad) + arr.shape[3:]
-    canvas = np.ones(shape, dtype=np.float32)
-    for i, img in enumerate(arr):
-        r, c = divmod(i, nrow)
-        canvas[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
-    return to_pil(canvas, 8)
+    """Tile [N, C, H, W] images in [-1, 1] into one 8-bit PIL image (about square by default)."""
+    arr = np.round(to_numpy01(images) * 255).astype(np.uint8)
+    return tile(list(arr), nrow or max(1, int(math.ceil(math.sqrt(len(arr))))), pad)
 
 
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:

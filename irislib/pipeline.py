@@ -19,20 +19,13 @@ from .diffusion.resample import make_t_sampler
 from .models.prior import GaussianMixturePrior
 from .models.unet import UNet
 from .models.vae import VAE
-from .train import Trainer
+from .train import Trainer, distributed
 from .train.tasks import DiffusionTask, RefinerTask, VAETask
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for but no CUDA GPU is visible; use --device cpu")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    """'auto' -> cuda when available, else cpu; anything else as given (the Trainer's rule, rank 0)."""
+    return distributed.resolve_device(name)
 
 
 def build_diffusion(exp: Experiment) -> GaussianDiffusion:

@@ -8,7 +8,6 @@ IPython kernel (plain Python). Works with ipywidgets 7 (Colab) and 8.
 from __future__ import annotations
 
 import io
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from . import imageio
+from .checkpoint.metrics import read_jsonl
 
 PAD = 2           # pixels between grid cells
 TITLE_PX = 14     # height of the title strip
@@ -81,18 +83,7 @@ def to_uint8(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> list[np.
 
 def make_grid(images, nrow: int = 8, title: str | None = None, value_range=(-1.0, 1.0)) -> Image.Image:
     """Tile images into one PIL image, `nrow` per row, with an optional title strip above."""
-    tiles = to_uint8(images, value_range)
-    if not tiles:
-        raise ValueError("make_grid got no images; check that sampling produced any (n >= 1)")
-    h, w = tiles[0].shape[:2]
-    rgb = any(t.ndim == 3 for t in tiles)
-    cols = max(1, min(nrow, len(tiles)))
-    rows = -(-len(tiles) // cols)
-    top = TITLE_PX if title else 0
-    grid = Image.new("RGB" if rgb else "L", (cols * (w + PAD) + PAD, rows * (h + PAD) + PAD + top), 0)
-    for i, tile in enumerate(tiles):
-        im = Image.fromarray(tile).convert(grid.mode)
-        grid.paste(im, (PAD + (i % cols) * (w + PAD), top + PAD + (i // cols) * (h + PAD)))
+    grid = imageio.tile(to_uint8(images, value_range), nrow, PAD, TITLE_PX if title else 0)
     if title:
         ImageDraw.Draw(grid).text((PAD, 1), title, fill=255 if grid.mode == "L" else (255, 255, 255))
     return grid
@@ -141,13 +132,7 @@ def read_metrics(metrics_jsonl_path: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; pass a metrics.jsonl file or a run directory "
                                 f"after training has logged a step")
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line being written when the session was cut off
-    return rows
+    return read_jsonl(path)
 
 
 def plot_losses(metrics_jsonl_path: str | Path, path: str | Path | None = None, keys: list[str] | None = None):

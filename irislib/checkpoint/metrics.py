@@ -19,12 +19,15 @@ def append_metrics(run_dir, record: dict) -> None:
 
 
 def read_metrics(run_dir) -> list[dict]:
-    """All complete records (a line cut by a crash is ignored)."""
+    """All complete records of run_dir/metrics.jsonl; [] when there is none."""
     path = Path(run_dir) / METRICS
-    if not path.is_file():
-        return []
+    return read_jsonl(path) if path.is_file() else []
+
+
+def read_jsonl(path) -> list[dict]:
+    """Records of a JSON-lines file; a line cut by a crash (or still being written) is skipped."""
     out = []
-    for line in path.read_text().splitlines():
+    for line in Path(path).read_text().splitlines():
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError:
