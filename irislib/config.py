@@ -24,6 +24,7 @@ LATENT_TYPES = ("spatial", "vector")
 RECON_LOSSES = ("mse", "l1")
 PRIORS = ("normal", "gmm")
 T_SAMPLERS = ("uniform", "loss-second-moment")
+ACTIVATIONS = ("silu", "relu")
 
 
 def default_channel_mult(image_size: int) -> list[int]:
@@ -94,11 +95,15 @@ class DiffusionConfig:
     rescale_learned_sigmas: bool = False  # guided-diffusion's RESCALED_MSE: VLB term scaled by T/1000
     sigma_small: bool = False             # fixed-small variance when sigma is not learned (else fixed-large)
     schedule_sampler: str = "uniform"     # how training draws t: uniform or loss-second-moment
+    max_strength: float = 1.0             # truncated training: only t with noise std sqrt(1-alpha_bar) <= this; 1 = all
 
     def validate(self, section: str = "diffusion") -> None:
         _positive(self, section, "diffusion_steps")
         _choice(self, section, "noise_schedule", SCHEDULES)
         _choice(self, section, "schedule_sampler", T_SAMPLERS)
+        if not 0.0 < self.max_strength <= 1.0:
+            raise ConfigError(f"{section}.max_strength={self.max_strength} must be in (0, 1]: the largest noise std "
+                              "sqrt(1 - alpha_bar) trained on (1 = the whole chain, e.g. 0.7 for hybrid-only models)")
 
 
 @dataclass
@@ -111,12 +116,13 @@ class VAEConfig:
     latent_type: str = "spatial"          # spatial (C x H/f x W/f map) or vector (flat latent_dim)
     latent_channels: int = 4              # channels of a spatial latent
     latent_dim: int = 128                 # size of a vector latent
-    beta: float = 1e-3                    # KL weight (beta-VAE)
+    beta: float = 1.0                     # KL weight per pixel: loss = mean recon + beta * KL / pixels (same at any size)
     kl_warmup_steps: int = 0              # steps over which the KL weight ramps from 0 to beta
     recon_loss: str = "mse"               # reconstruction loss: mse or l1
     edge_weight: float = 0.0              # weight of the image-gradient loss that keeps the pupil edge crisp
     prior: str = "gmm"                    # sampling prior: normal (N(0, I)) or gmm fitted to training latents
     gmm_components: int = 10              # mixture components for the gmm prior
+    activation: str = "silu"              # silu (default) or relu (only to reproduce the seed's dead-unit failure)
 
     def validate(self, section: str = "vae") -> None:
         _positive(self, section, "image_size", "in_channels", "base_channels", "num_res_blocks",
@@ -127,6 +133,7 @@ class VAEConfig:
         _choice(self, section, "latent_type", LATENT_TYPES)
         _choice(self, section, "recon_loss", RECON_LOSSES)
         _choice(self, section, "prior", PRIORS)
+        _choice(self, section, "activation", ACTIVATIONS)
         levels = len(self.channel_mult) - 1
         if not self.channel_mult or self.image_size % (2 ** levels):
             raise ConfigError(f"{section}.image_size={self.image_size} is not divisible by 2^{levels} "

@@ -54,14 +54,18 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
     torch.manual_seed(exp.train.seed)  # reproducible initial weights
     model = UNet(exp.unet)
     task = DiffusionTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion))
+    dataset = make_dataset(exp.data)
+    top = exp.diffusion.max_strength
 
     def sample_fn(net, step: int) -> None:
-        seeds = list(range(exp.train.sample_grid_images))
-        if seeds:
-            res = hybrid.sample(net, diffusion, seeds=seeds, strength=1.0, steps=exp.train.sample_grid_steps)
+        seeds = list(range(min(exp.train.sample_grid_images, len(dataset))))
+        if seeds:  # a truncated model cannot start from pure noise: it redraws training images noised to its top
+            x_init = None if top >= 1 else torch.stack([dataset[i] for i in seeds]).to(next(net.parameters()).device)
+            res = hybrid.sample(net, diffusion, seeds=seeds, strength=top, x_init=x_init,
+                                steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
 
-    _run_trainer(model, task, make_dataset(exp.data), exp, run_dir, resume, progress, sample_fn)
+    _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn)
     return run_dir
 
 

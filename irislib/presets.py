@@ -36,7 +36,7 @@ def _tiny() -> Experiment:
     return Experiment(
         unet=UNetConfig(image_size=32, num_channels=32, num_res_blocks=1, num_heads=2),
         diffusion=DiffusionConfig(diffusion_steps=1000, noise_schedule="linear"),
-        vae=VAEConfig(image_size=32, base_channels=32, channel_mult=[1, 2, 2], latent_channels=4, beta=1e-3),
+        vae=VAEConfig(image_size=32, base_channels=32, channel_mult=[1, 2, 2], latent_channels=4, beta=1.0),
         data=DataConfig(path="synthetic:64", image_size=32),
         train=TrainConfig(lr=2e-4, batch_size=8, microbatch=4, epochs=5, ema_rate=[0.999],
                           save_every_steps=50, save_every_minutes=5.0, log_every_steps=5))

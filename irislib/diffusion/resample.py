@@ -13,18 +13,21 @@ from ..config import T_SAMPLERS, ConfigError
 
 
 class UniformSampler:
-    """t ~ Uniform{0..T-1}, weights 1."""
+    """t ~ Uniform{0..n-1}, weights 1; n = T, or the truncated range of `diffusion.max_strength`."""
 
     def __init__(self, diffusion):
         self.num_timesteps = int(diffusion.num_timesteps)
+        self.num_trained = trained_timesteps(diffusion)
 
     def weights(self) -> np.ndarray:
-        """Unnormalised sampling weight per timestep [T]."""
-        return np.ones([self.num_timesteps], dtype=np.float64)
+        """Unnormalised sampling weight per timestep [T] (0 above the truncation)."""
+        w = np.zeros([self.num_timesteps], dtype=np.float64)
+        w[:self.num_trained] = 1.0
+        return w
 
     def sample(self, batch_size: int, device, generator: torch.Generator | None = None):
         """Timesteps [B] (long) and importance weights [B] (float32) on `device`."""
-        t = torch.randint(0, self.num_timesteps, (batch_size,), generator=generator, device=_gen_device(generator))
+        t = torch.randint(0, self.num_trained, (batch_size,), generator=generator, device=_gen_device(generator))
         return t.to(device), torch.ones(batch_size, device=device)
 
     def update(self, t: torch.Tensor, losses: torch.Tensor) -> None:
@@ -51,16 +54,18 @@ class LossSecondMomentSampler(UniformSampler):
         self.loss_counts = np.zeros([self.num_timesteps], dtype=np.int64)
 
     def warmed_up(self) -> bool:
-        """True once every timestep has a full loss history."""
-        return bool((self.loss_counts == self.history_per_term).all())
+        """True once every trained timestep has a full loss history."""
+        return bool((self.loss_counts[:self.num_trained] == self.history_per_term).all())
 
     def weights(self) -> np.ndarray:
         if not self.warmed_up():
-            return np.ones([self.num_timesteps], dtype=np.float64)
-        w = np.sqrt(np.mean(self.loss_history ** 2, axis=-1))
-        w /= np.sum(w)
-        w *= 1 - self.uniform_prob
-        w += self.uniform_prob / len(w)
+            return super().weights()
+        n = self.num_trained
+        w = np.zeros([self.num_timesteps], dtype=np.float64)
+        w[:n] = np.sqrt(np.mean(self.loss_history[:n] ** 2, axis=-1))
+        w[:n] /= np.sum(w[:n])
+        w[:n] *= 1 - self.uniform_prob
+        w[:n] += self.uniform_prob / n
         return w
 
     def sample(self, batch_size: int, device, generator: torch.Generator | None = None):
@@ -70,7 +75,8 @@ class LossSecondMomentSampler(UniformSampler):
         p = p / p.sum()
         probs = torch.from_numpy(p).to(_gen_device(generator))
         idx = torch.multinomial(probs, batch_size, replacement=True, generator=generator).cpu()
-        weights = torch.from_numpy(1.0 / (len(p) * p[idx.numpy()])).float()   # importance weights, mean 1 under p
+        # importance weights, mean 1 under p: E_p[w * loss] is the uniform mean over the trained range
+        weights = torch.from_numpy(1.0 / (self.num_trained * p[idx.numpy()])).float()
         return idx.to(device), weights.to(device)
 
     def update(self, t: torch.Tensor, losses: torch.Tensor) -> None:
@@ -104,6 +110,22 @@ class LossSecondMomentSampler(UniformSampler):
         self.uniform_prob = float(state["uniform_prob"])
         self.loss_history = history.copy()
         self.loss_counts = torch.as_tensor(state["loss_counts"]).long().numpy().copy()
+
+
+def trained_timesteps(diffusion) -> int:
+    """How many timesteps (0..n-1) training covers: all T, or those up to `max_strength`'s noise std.
+
+    Truncated training (ES-DDPM, Lyu et al. 2022; Truncated DPM, Zheng et al. 2022) spends the UNet's capacity on
+    the noise levels hybrid sampling starts from. The cut includes the timestep that `strength=max_strength` maps
+    to (the nearest noise std), so sampling at exactly max_strength stays inside the trained range.
+    """
+    max_strength = float(getattr(diffusion.cfg, "max_strength", 1.0))
+    stds = np.asarray(diffusion.sqrt_one_minus_alphas_cumprod)
+    if max_strength >= 1.0:
+        return len(stds)
+    nearest = int(np.argmin(np.abs(stds - max_strength)))
+    below = int(np.count_nonzero(stds <= max_strength))
+    return max(1, nearest + 1, below)
 
 
 def make_t_sampler(name: str, diffusion) -> UniformSampler:

@@ -63,6 +63,15 @@ def _check_strength(strength) -> float:
     return strength
 
 
+def check_trained_strength(diffusion: GaussianDiffusion, strength: float) -> None:
+    """Refuse to start above the noise level a truncated model was trained to (diffusion.max_strength)."""
+    max_strength = float(getattr(diffusion.cfg, "max_strength", 1.0))
+    if strength > max_strength + 1e-9:
+        raise ValueError(f"strength={strength:g} is above diffusion.max_strength={max_strength:g}: this UNet was "
+                         f"trained only on noise std <= {max_strength:g} (truncated training), so it cannot start "
+                         f"there; use strength <= {max_strength:g} with a VAE draft, or a full-chain UNet")
+
+
 # --- planning ------------------------------------------------------------------------------------
 def plan(diffusion: GaussianDiffusion, strength: float, steps: int | str) -> tuple[GaussianDiffusion | None, bool]:
     """The respaced chain a sampler walks (its last index is t0; None for strength 0) and whether t0 is the top.
@@ -73,6 +82,7 @@ def plan(diffusion: GaussianDiffusion, strength: float, steps: int | str) -> tup
     strength = _check_strength(strength)
     if strength == 0:
         return None, False
+    check_trained_strength(diffusion, strength)
     n = diffusion.num_timesteps
     if isinstance(steps, str):
         grid = space_timesteps(n, steps)

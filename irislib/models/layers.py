@@ -92,13 +92,14 @@ class ResBlock(nn.Module):
 
     def __init__(self, channels: int, emb_channels: int | None, dropout: float = 0.0,
                  out_channels: int | None = None, use_conv: bool = False, use_scale_shift_norm: bool = False,
-                 use_checkpoint: bool = False, up: bool = False, down: bool = False):
+                 use_checkpoint: bool = False, up: bool = False, down: bool = False,
+                 activation: type[nn.Module] = nn.SiLU):
         super().__init__()
         self.channels, self.out_channels = channels, out_channels or channels
         self.use_checkpoint = use_checkpoint
         self.use_scale_shift_norm = use_scale_shift_norm and emb_channels is not None
         out_ch = self.out_channels
-        self.in_layers = nn.Sequential(normalization(channels), nn.SiLU(), nn.Conv2d(channels, out_ch, 3, padding=1))
+        self.in_layers = nn.Sequential(normalization(channels), activation(), nn.Conv2d(channels, out_ch, 3, padding=1))
         self.updown = up or down
         if up:
             self.h_upd, self.x_upd = Upsample(channels, False), Upsample(channels, False)
@@ -108,10 +109,10 @@ class ResBlock(nn.Module):
             self.h_upd = self.x_upd = nn.Identity()
         if emb_channels is not None:
             self.emb_layers = nn.Sequential(
-                nn.SiLU(), nn.Linear(emb_channels, 2 * out_ch if self.use_scale_shift_norm else out_ch))
+                activation(), nn.Linear(emb_channels, 2 * out_ch if self.use_scale_shift_norm else out_ch))
         else:
             self.emb_layers = None
-        self.out_layers = nn.Sequential(normalization(out_ch), nn.SiLU(), nn.Dropout(p=dropout),
+        self.out_layers = nn.Sequential(normalization(out_ch), activation(), nn.Dropout(p=dropout),
                                         zero_module(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
         if out_ch == channels:
             self.skip_connection = nn.Identity()

@@ -1,6 +1,7 @@
 """Convolutional VAE for the hybrid sampler's shape draft: ResBlocks (no time embedding), GroupNorm, SiLU.
 
-No ReLU anywhere: the "gear" learning-rate schedule was seen to kill ReLU units (DESIGN.md). The decoder output is
+SiLU by default: the "gear" learning-rate schedule was seen to kill ReLU units (docs/design.md); `activation=relu`
+exists only to reproduce that failure and watch the dead-unit figure rise. The decoder output is
 left linear (no tanh): the black pupil sits at the -1 end of the [-1, 1] range, where tanh would need an infinite
 pre-activation and its gradient vanishes; `sample` clamps to [-1, 1] instead. Losses live in irislib.train.tasks.
 """
@@ -16,6 +17,7 @@ from .layers import Downsample, ResBlock, Upsample, normalization
 from .prior import GaussianMixturePrior
 
 MAX_FLAT = 8192  # cap on the flattened feature size feeding a vector latent's Linear heads
+ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU}
 LOGVAR_RANGE = (-30.0, 20.0)  # clamp before exp(): keeps std in [3e-7, 2e4], so no inf/NaN from a bad step
 
 
@@ -27,6 +29,7 @@ class VAE(nn.Module):
         cfg.validate()
         self.cfg = cfg
         mult, base = cfg.channel_mult, cfg.base_channels
+        act = ACTIVATIONS[cfg.activation]
         levels = len(mult) - 1
         self.feature_channels = ch_last = base * mult[-1]
         self.feature_size = cfg.image_size // 2 ** levels  # side of the deepest feature map
@@ -40,11 +43,11 @@ class VAE(nn.Module):
         ch = base * mult[0]
         for level, m in enumerate(mult):
             for _ in range(cfg.num_res_blocks):
-                enc.append(ResBlock(ch, None, out_channels=base * m))
+                enc.append(ResBlock(ch, None, out_channels=base * m, activation=act))
                 ch = base * m
             if level != levels:
                 enc.append(Downsample(ch, True))
-        enc += [ResBlock(ch, None), normalization(ch), nn.SiLU()]
+        enc += [ResBlock(ch, None, activation=act), normalization(ch), act()]
         self.encoder = nn.Sequential(*enc)
 
         # Heads: mean and logvar. Spatial: 3x3 convs to latent_channels; vector: Linear on the flat feature map.
@@ -53,22 +56,22 @@ class VAE(nn.Module):
             self.logvar_head = nn.Conv2d(ch, cfg.latent_channels, 3, padding=1)
             self.from_latent = nn.Conv2d(cfg.latent_channels, ch, 3, padding=1)
         else:
-            self.to_flat = nn.Sequential(nn.Conv2d(ch, flat_ch, 1), nn.SiLU(), nn.Flatten())  # [B, flat]
+            self.to_flat = nn.Sequential(nn.Conv2d(ch, flat_ch, 1), act(), nn.Flatten())  # [B, flat]
             self.mean_head = nn.Linear(flat, cfg.latent_dim)
             self.logvar_head = nn.Linear(flat, cfg.latent_dim)
-            self.from_latent = nn.Sequential(nn.Linear(cfg.latent_dim, flat), nn.SiLU(),
+            self.from_latent = nn.Sequential(nn.Linear(cfg.latent_dim, flat), act(),
                                              nn.Unflatten(1, (flat_ch, self.feature_size, self.feature_size)),
                                              nn.Conv2d(flat_ch, ch, 1))
 
         # Decoder mirrors the encoder: ResBlocks per level, nearest-upsample + conv between levels.
-        dec: list[nn.Module] = [ResBlock(ch, None)]
+        dec: list[nn.Module] = [ResBlock(ch, None, activation=act)]
         for level, m in reversed(list(enumerate(mult))):
             for _ in range(cfg.num_res_blocks):
-                dec.append(ResBlock(ch, None, out_channels=base * m))
+                dec.append(ResBlock(ch, None, out_channels=base * m, activation=act))
                 ch = base * m
             if level:
                 dec.append(Upsample(ch, True))
-        dec += [normalization(ch), nn.SiLU(), nn.Conv2d(ch, cfg.in_channels, 3, padding=1)]
+        dec += [normalization(ch), act(), nn.Conv2d(ch, cfg.in_channels, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
 
     @property

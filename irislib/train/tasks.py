@@ -64,8 +64,9 @@ class DiffusionTask:
 class VAETask:
     """VAE loss per sample: recon + beta_t * KL + edge_weight * edge, beta_t ramping linearly over kl_warmup_steps.
 
-    recon: mse or l1, mean over pixels. KL(q(z|x) || N(0, I)) summed over latent dims (not normalised), or
-    averaged over them with kl_per_dim=True. edge: L1 between the x/y finite differences of recon and target,
+    recon: mse or l1, mean over pixels. KL(q(z|x) || N(0, I)) summed over latent dims, then divided by the number
+    of pixels (C*H*W) in the loss, so beta is per pixel and means the same at 32, 64 or 128 px (the logged "kl"
+    is the per-sample sum); kl_per_dim=True averages over latent dims instead. edge: L1 between the x/y finite differences of recon and target,
     mean over pixels (keeps the pupil edge sharp).
     """
 
@@ -94,7 +95,7 @@ class VAETask:
         kl_elem = 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar)
         kl = kl_elem.flatten(1).mean(1) if self.kl_per_dim else kl_elem.flatten(1).sum(1)  # [B]
         out = {"recon": rec, "kl": kl}
-        total = rec + self.beta_at(self.step) * kl
+        total = rec + self.beta_at(self.step) * kl / x[0].numel()
         if self.cfg.edge_weight > 0:
             out["edge"] = edge_loss(recon, x.float())
             total = total + self.cfg.edge_weight * out["edge"]

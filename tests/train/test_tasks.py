@@ -84,7 +84,8 @@ def test_vae_task_terms_match_reference(recon_loss):
     torch.testing.assert_close(out["recon"], rec)
     torch.testing.assert_close(out["kl"], kl)
     torch.testing.assert_close(out["edge"], edge)
-    torch.testing.assert_close(out["loss"], rec + 0.1 * 0.4 * kl + 0.5 * edge)  # beta ramped 4/10 of the way
+    # beta ramped 4/10 of the way; beta is per pixel: the KL sum is divided by the 36 pixels of a 6x6 image
+    torch.testing.assert_close(out["loss"], rec + 0.1 * 0.4 * kl / 36 + 0.5 * edge)
     assert task.beta_at(0) == 0 and task.beta_at(10) == task.beta_at(50) == pytest.approx(0.1)
     per_dim = VAETask(cfg, kl_per_dim=True).terms(x, recon, mean, logvar)["kl"]
     torch.testing.assert_close(per_dim, kl / mean[0].numel())
@@ -114,3 +115,15 @@ def test_diffusion_task_with_the_real_modules_if_present():
 
     out = task.loss(EpsNet(), torch.randn(4, 1, 8, 8), torch.Generator().manual_seed(0))
     assert out["loss"].shape == (4,) and out["t"].shape == (4,) and torch.isfinite(out["loss"]).all()
+
+
+def test_vae_beta_means_the_same_at_every_image_size():
+    """A KL sum that grows with the pixel count (as it does for a spatial latent) weighs the same per pixel."""
+    cfg = VAEConfig(beta=0.5)
+    losses = []
+    for side in (8, 16):
+        x = torch.zeros(1, 1, side, side)
+        mean = torch.ones(1, 2, side // 2, side // 2)  # KL per latent value 0.5 -> sum proportional to pixels
+        out = VAETask(cfg).terms(x, x.clone(), mean, torch.zeros_like(mean))
+        losses.append(float(out["loss"]))
+    assert losses[0] == pytest.approx(losses[1]) == pytest.approx(0.5 * 0.5 * 2 / 4)
