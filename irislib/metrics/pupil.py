@@ -16,11 +16,13 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from .edge import WIDTH_PER_SIGMA, fit_edge_profile, sector_widths
 from .fit import _ransac_circle, _robust_keep, fit_circle, fit_ellipse, radial_residuals  # noqa: F401
 from .image_ops import (bilinear, box_blur, dilate, erode, fill_holes, label_components,  # noqa: F401
                         otsu_threshold)
 
 N_RAYS = 96           # rays cast from the pupil centre
+N_SECTORS = 16        # angular sectors with their own edge width (local bleeding)
 STEP_PX = 0.25        # sampling step along a ray
 LIMBUS_MAX_DEG = 60.  # rays within this angle of horizontal look for the limbus
 NAN = float("nan")
@@ -121,12 +123,18 @@ def segment_pupil(img: np.ndarray) -> np.ndarray | None:
     too, but a grey one)."""
     h, w = img.shape
     smooth = box_blur(img, 1)
-    p0, med = np.percentile(smooth, 0.5), np.median(smooth)
+    med = np.median(smooth)
+    p0s = [np.percentile(smooth, 0.5)]
+    p_tiny = np.percentile(smooth, 0.02)                # a small pupil in a large frame is < 0.5 % of it
+    if p0s[0] - p_tiny > 0.05:
+        p0s.append(p_tiny)
+    p0 = p0s[-1]
     if med - p0 < 0.05:
         return None
     r_open, r_close = max(1, round(min(h, w) / 128)), max(1, round(min(h, w) / 64))
     best, best_score = None, 0.0
-    for t in (*(p0 + f * (med - p0) for f in (0.2, 0.35, 0.5)), otsu_threshold(smooth[smooth <= med])):
+    thresholds = [q + f * (med - q) for q in p0s for f in (0.2, 0.35, 0.5)]
+    for t in (*thresholds, otsu_threshold(smooth[smooth <= med])):
         # Closing + hole filling bridge glints (a ring of them splits the pupil); opening cuts eyelashes.
         mask = erode(dilate(smooth <= t, r_close), r_close + r_open)
         cand = _best_component(fill_holes(dilate(mask, r_open)))
@@ -170,8 +178,11 @@ def _nanmedian_rows(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.nanmedian(np.where(mask, v, np.nan), axis=1)
 
 
-def _edges(prof, glint, rr, pupil_level, iris_level, r0):
-    """Pupil edge on every ray profile [N, M] -> (valid [N], r50 [N], 10-90 width [N], local iris level [N])."""
+def _edges(prof, glint, rr, pupil_level, iris_level, r0, sigma=0.0):
+    """Pupil edge on every ray profile [N, M] -> (valid [N], r50 [N], 10-90 width [N], local iris level [N]).
+
+    The local iris level is the median from max(1.5, 2.5 sigma) px past the crossing over max(3, 0.4 r0, 2 sigma)
+    px: with the fitted edge sigma it lies on the plateau even for a wide edge."""
     n = len(prof)
     p = np.where(glint, pupil_level, prof)                 # glints inside the pupil count as pupil
     lvl = np.full(n, iris_level)
@@ -181,7 +192,8 @@ def _edges(prof, glint, rr, pupil_level, iris_level, r0):
         ok &= i > 0
         i = np.maximum(i, 1)
         r50 = _interp_cross(p, rr, i, (pupil_level + lvl) / 2)
-        win = (rr >= r50[:, None] + 1.5) & (rr <= r50[:, None] + 1.5 + max(3.0, 0.4 * r0)) & ~glint
+        start = max(1.5, 2.5 * sigma)
+        win = (rr >= r50[:, None] + start) & (rr <= r50[:, None] + start + max(3.0, 0.4 * r0, 2 * sigma)) & ~glint
         lvl = _nanmedian_rows(prof, win)
         ok &= np.isfinite(lvl)
         lvl = np.where(ok, lvl, iris_level)
@@ -251,10 +263,10 @@ def _cast(img, glint, cx, cy, th, r_max, step=STEP_PX):
     return th, rr, prof, g
 
 
-def _pupil_boundary(img, glint, cx, cy, r0, pupil_level, iris_level, n_rays):
+def _pupil_boundary(img, glint, cx, cy, r0, pupil_level, iris_level, n_rays, sigma=0.0):
     """Boundary points seen from (cx, cy) -> (angles, r50, x, y, widths) of the valid rays, or None."""
-    th, rr, prof, g = _cast(img, glint, cx, cy, n_rays, 2.5 * r0 + 12)
-    ok, r50, width, _ = _edges(prof, g, rr, pupil_level, iris_level, r0)
+    th, rr, prof, g = _cast(img, glint, cx, cy, n_rays, 2.5 * r0 + 12 + 8 * sigma)
+    ok, r50, width, _ = _edges(prof, g, rr, pupil_level, iris_level, r0, sigma)
     if not ok.any():
         return None
     th, r50, width = th[ok], r50[ok], width[ok]
@@ -349,6 +361,48 @@ def _segment_scaled(img: np.ndarray, max_side: int = 256) -> np.ndarray | None:
     return fine if fine.sum() >= 0.3 * blob.sum() else blob
 
 
+def _ellipse_pass(img, glint, cx, cy, r0, levels, n_rays, sigma):
+    """One ray pass from (cx, cy) and the robust ellipse fit -> (ellipse, inlier mask, boundary) or None."""
+    bnd = _pupil_boundary(img, glint, cx, cy, r0, *levels, n_rays, sigma)
+    if bnd is None or len(bnd[0]) < max(8, 0.3 * n_rays):
+        return None
+    ell, keep = _fit_robust(bnd[2], bnd[3], r0)
+    if ell is None or not (0 <= ell[0] < img.shape[1] and 0 <= ell[1] < img.shape[0]) or ell[2] > max(img.shape):
+        return None
+    return ell, keep, bnd
+
+
+def _edge_pixels(img, glint, ell, bnd, n_rays):
+    """Glint-free pixels in the sectors of the valid rays (eyelids, lashes and glints at the edge stay out, as on
+    the rays) -> (distance past the boundary [P], value [P], angle [P]).
+
+    The distance is radial, to the boundary traced by the rays (interpolated between them), not to the ellipse: a
+    lobed but sharp outline keeps its sharp edge; its shape is the ellipse residual's business."""
+    h, w = img.shape
+    yy, xx = np.mgrid[:h, :w]
+    dx, dy = xx - ell[0], yy - ell[1]
+    th = np.arctan2(dy, dx)
+    tb = np.arctan2(bnd[3] - ell[1], bnd[2] - ell[0])
+    ray = np.round(th / (2 * math.pi) * n_rays).astype(int) % n_rays
+    valid = np.zeros(n_rays, bool)
+    valid[np.round(tb / (2 * math.pi) * n_rays).astype(int) % n_rays] = True
+    sel = valid[ray] & ~glint
+    o = np.argsort(tb)
+    rb = np.interp(th[sel], tb[o], np.hypot(bnd[2] - ell[0], bnd[3] - ell[1])[o], period=2 * math.pi)
+    return np.hypot(dx, dy)[sel] - rb, img[sel], th[sel]
+
+
+def _edge_widths(img, glint, ell, bnd, n_rays, sigma0, sectors=True):
+    """Erf fit to the median radial profile (see `fit_edge_profile`) and the per-sector widths -> (fit, widths)."""
+    d, v, th = _edge_pixels(img, glint, ell, bnd, n_rays)
+    r0 = math.sqrt(ell[2] * ell[3])
+    fit = fit_edge_profile(d, v, r0, sigma0)
+    if fit is None or not sectors:
+        return fit, np.full(N_SECTORS, np.nan)
+    sector = np.floor((th + math.pi) / (2 * math.pi) * N_SECTORS).astype(int) % N_SECTORS
+    return fit, sector_widths(d, v, sector, fit, N_SECTORS, r0)
+
+
 def measure_pupil(image, *, value_range: tuple[float, float] | None = None,
                   n_rays: int = N_RAYS) -> PupilMeasurement:
     """Measure the pupil ellipse, its edge width and the iris circle of one eye image (never raises on content).
@@ -363,24 +417,30 @@ def measure_pupil(image, *, value_range: tuple[float, float] | None = None,
         return PupilMeasurement()
     ys, xs = np.nonzero(blob)
     cx, cy, r0 = xs.mean(), ys.mean(), math.sqrt(blob.sum() / math.pi)
-    pupil_level, iris_level, glint = _levels(img, blob, r0)
-    if iris_level - pupil_level < 0.05:
+    levels = _levels(img, blob, r0)
+    glint = levels[2]
+    levels = levels[:2]
+    if levels[1] - levels[0] < 0.05:
         return PupilMeasurement()
-    for _ in range(2):                                   # second pass re-casts from the fitted centre
-        bnd = _pupil_boundary(img, glint, cx, cy, r0, pupil_level, iris_level, n_rays)
-        if bnd is None or len(bnd[0]) < max(8, 0.3 * n_rays):
+    fit, sigma, sectors = None, 0.0, np.full(N_SECTORS, np.nan)
+    for k in range(3):     # 2nd pass re-casts from the fitted centre, 3rd with the fitted edge's levels and reach
+        out = _ellipse_pass(img, glint, cx, cy, r0, levels, n_rays, sigma)
+        if out is None:
             return PupilMeasurement()
+        ell, keep, bnd = out
         th, r50, x, y, width = bnd
-        ell, keep = _fit_robust(x, y, r0)
-        if ell is None or not (0 <= ell[0] < img.shape[1] and 0 <= ell[1] < img.shape[0]) \
-                or ell[2] > max(img.shape):
-            return PupilMeasurement()
         cx, cy, r0 = ell[0], ell[1], math.sqrt(ell[2] * ell[3])    # equal-area radius
+        if k >= 1:
+            sigma0 = np.nanmedian(width) / WIDTH_PER_SIGMA if np.isfinite(width).any() else 0.6
+            new, sectors = _edge_widths(img, glint, ell, bnd, n_rays, sigma if fit else sigma0, sectors=k == 2)
+            fit = new or fit
+            if fit is not None:    # the fitted pupil level holds also where the edge reaches the centre
+                sigma, levels = fit["sigma"], (fit["p"], levels[1])
     res = radial_residuals(x, y, ell)                 # all glint-free points: a local smear must count
     m = PupilMeasurement(found=True, cx=cx, cy=cy, a=ell[2], b=ell[3], angle_deg=ell[4], axis_ratio=ell[3] / ell[2],
                          ellipse_residual=float(np.sqrt(np.mean(res ** 2)) / r0),
-                         edge_width_px=float(np.nanmedian(width)) if np.isfinite(width).any() else NAN,
-                         edge_width_p90_px=float(np.nanpercentile(width, 90)) if np.isfinite(width).any() else NAN,
+                         edge_width_px=fit["width"] if fit else NAN,
+                         edge_width_p90_px=float(np.nanpercentile(sectors, 90)) if np.isfinite(sectors).any() else NAN,
                          outlier_fraction=float(1 - keep.mean()), pupil_radius=r0, n_points=int(keep.sum()))
     circ = _iris_circle(img, glint, ell, m.edge_width_px, n_rays)
     if circ is not None:
