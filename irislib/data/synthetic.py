@@ -113,9 +113,10 @@ def _pupil_coverage(pol, blur_px) -> np.ndarray:
     return gaussian_blur(cov, blur_px)
 
 
-def _iris_layer(xx, yy, eye, look, rng, pol) -> tuple[np.ndarray, np.ndarray]:
-    """Iris intensity sampled from the polar texture (rubber sheet pupil edge -> limbus) and its coverage."""
-    tex = iris_texture(rng, look["iris"])
+def _iris_layer(xx, yy, eye, look, rng, pol, texture=None) -> tuple[np.ndarray, np.ndarray]:
+    """Iris intensity sampled from the polar texture (rubber sheet pupil edge -> limbus) and its coverage;
+    `texture` (an identity's, see generate_capture) replaces the one drawn from rng."""
+    tex = iris_texture(rng, look["iris"]) if texture is None else texture
     ox, oy = eye["pcx"] - eye["icx"], eye["pcy"] - eye["icy"]
     ou = ox * pol["cos_t"] + oy * pol["sin_t"]
     r_limbus = -ou + np.sqrt(np.maximum(ou ** 2 - ox ** 2 - oy ** 2 + eye["R"] ** 2, 0))  # pupil centre -> limbus
@@ -150,7 +151,7 @@ def _lashes(rng, eye, shape) -> np.ndarray:
     return np.maximum(cover[0], cover[1])
 
 
-def _render(rng, eye, look, lobes, blur_px) -> np.ndarray:
+def _render(rng, eye, look, lobes, blur_px, texture=None) -> np.ndarray:
     """Compose the layers into a [H, W] float32 image in [0, 1]."""
     h, w, R = eye["h"], eye["w"], eye["R"]
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
@@ -159,7 +160,7 @@ def _render(rng, eye, look, lobes, blur_px) -> np.ndarray:
     low, mid, fine = smooth[..., 0], smooth[..., 1], smooth[..., 2]
     pol = _polar(xx, yy, eye, lobes)
     pupil_cov = _pupil_coverage(pol, blur_px)
-    iris, iris_cov = _iris_layer(xx, yy, eye, look, rng, pol)
+    iris, iris_cov = _iris_layer(xx, yy, eye, look, rng, pol, texture)
     lashes = _lashes(rng, eye, (h, w))
     up, lo = _lid_curves(xx, eye)
     # Eye ball: sclera darker towards the corners, iris, pupil (with a faint gradient), shadow under the upper lid.
@@ -287,3 +288,48 @@ def write_synthetic(out_dir, n: int, size: int | tuple[int, int] = 128, seed: in
         records.append({"file": path.name, **geo})
     (out / "geometry.json").write_text(json.dumps(records, indent=1) + "\n")
     return paths
+
+
+# ----------------------------------------------------------------------------------------------- identities
+IDENTITY_TAG = 0x1D5EED   # first word of the identity seeds, so their streams never meet generate(seed)'s
+
+
+def _identity(identity: int, seed: int) -> tuple[dict, np.ndarray]:
+    """An identity's grey levels and polar iris texture (the same for all its captures)."""
+    rng = np.random.default_rng((IDENTITY_TAG, int(seed), int(identity)))
+    look = _draw_look(rng)
+    return look, iris_texture(rng, look["iris"])
+
+
+def generate_capture(identity: int, capture: int, size: int | tuple[int, int] = 128, *,
+                     seed: int = 0) -> tuple[np.ndarray, dict]:
+    """One capture of a synthetic identity: image float32 [H, W] in [0, 1] and its geometry (as `generate`, plus
+    identity, capture and rotation_deg).
+
+    All captures of an identity share its iris texture and grey levels; each capture draws its own pupil dilation,
+    iris position and size, eyelid opening, lashes, glints, blur (0.25-1.2 px), noise, and an eye rotation of
+    +-15 degrees (capture 0 is unrotated; positive turns from +x towards +y, as the code's theta)."""
+    if int(identity) < 0 or int(capture) < 0:
+        raise ValueError(f"identity={identity} and capture={capture} must be >= 0")
+    h, w = _frame(size)
+    look, tex = _identity(identity, seed)
+    rng = np.random.default_rng((IDENTITY_TAG, int(seed), int(identity), int(capture) + 1))
+    eye = _draw_eye(rng, h, w)
+    cap = _draw_look(rng)
+    look = dict(look, blur=float(rng.uniform(0.25, 1.2)), **{k: cap[k] for k in ("noise", "shot", "vignette",
+                                                                                 "shadow", "skin", "lash")})
+    shift = 0 if capture == 0 else int(round(rng.uniform(-15, 15) / 360 * N_THETA))
+    img = _render(rng, eye, look, 0.0, 0.0, np.roll(tex, shift, axis=1))
+    geo = _geometry(eye, 0.0, 0.0, seed)
+    geo.update(identity=int(identity), capture=int(capture), rotation_deg=shift * 360.0 / N_THETA)
+    return img, geo
+
+
+def identity_set(n_identities: int, n_captures: int, size: int | tuple[int, int] = 128, *,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """n_identities x n_captures captures: images [N, H, W] float32, identity labels [N] int64, geometries."""
+    if n_identities < 1 or n_captures < 1:
+        raise ValueError(f"n_identities={n_identities} and n_captures={n_captures} must be >= 1")
+    pairs = [(i, c) for i in range(n_identities) for c in range(n_captures)]
+    out = [generate_capture(i, c, size, seed=seed) for i, c in pairs]
+    return np.stack([o[0] for o in out]), np.array([i for i, _ in pairs], np.int64), [o[1] for o in out]

@@ -1,0 +1,153 @@
+"""Daugman rubber-sheet normalisation between the fitted pupil ellipse and iris circle, with a noise mask.
+
+Coordinates as in irislib.metrics: pixel centres at integers, x right, y down; angle theta is measured from +x
+towards +y around each boundary's own centre, and point k of the pupil contour is joined to point k of the iris
+contour (as open-iris's LinearNormalization does with the contours it is given).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..metrics import measure_pupil, to_unit_image
+from ..metrics.image_ops import bilinear, dilate
+
+SATURATED = 254 / 255   # glints: at or above this grey level (open-iris's oversat_threshold)
+
+
+@dataclass(frozen=True)
+class Boundaries:
+    """Pupil ellipse (centre, semi-axes a >= b, direction of a in degrees) and iris circle, in px."""
+    pupil_cx: float
+    pupil_cy: float
+    pupil_a: float
+    pupil_b: float
+    pupil_angle_deg: float
+    iris_cx: float
+    iris_cy: float
+    iris_r: float
+
+    @property
+    def pupil_radius(self) -> float:
+        """Equal-area pupil radius sqrt(a b)."""
+        return math.sqrt(self.pupil_a * self.pupil_b)
+
+    @classmethod
+    def from_measurement(cls, m) -> Boundaries | None:
+        """From irislib.metrics.PupilMeasurement; None when the pupil or the limbus was not found."""
+        vals = (m.cx, m.cy, m.a, m.b, m.angle_deg, m.iris_cx, m.iris_cy, m.iris_radius)
+        if not m.found or not all(np.isfinite(vals)) or m.iris_radius <= m.a:
+            return None
+        return cls(*(float(v) for v in vals))
+
+    @classmethod
+    def from_geometry(cls, geo: dict) -> Boundaries:
+        """From the synthetic generator's ground-truth geometry dict."""
+        p, i = geo["pupil"], geo["iris"]
+        return cls(p["cx"], p["cy"], p["a"], p["b"], p["angle_deg"], i["cx"], i["cy"], i["r"])
+
+    @classmethod
+    def circles(cls, cx: float, cy: float, r_pupil: float, r_iris: float) -> Boundaries:
+        """Concentric circles (constructed test images)."""
+        return cls(cx, cy, r_pupil, r_pupil, 0.0, cx, cy, r_iris)
+
+    def pupil_radius_at(self, theta: np.ndarray) -> np.ndarray:
+        """Distance from the pupil centre to the ellipse along direction theta."""
+        phi = theta - math.radians(self.pupil_angle_deg)
+        a, b = self.pupil_a, self.pupil_b
+        return a * b / np.sqrt((b * np.cos(phi)) ** 2 + (a * np.sin(phi)) ** 2)
+
+    def contours(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pupil and iris contour points [n, 2] (x, y) at theta_k = 2 pi k / n around their own centres."""
+        th = 2 * math.pi * np.arange(n) / n
+        rp = self.pupil_radius_at(th)
+        pupil = np.stack([self.pupil_cx + rp * np.cos(th), self.pupil_cy + rp * np.sin(th)], 1)
+        iris = np.stack([self.iris_cx + self.iris_r * np.cos(th), self.iris_cy + self.iris_r * np.sin(th)], 1)
+        return pupil, iris
+
+
+def fit_boundaries(image) -> Boundaries | None:
+    """Boundaries of one eye image from irislib's own pupil ellipse and limbus circle fits (None if not found)."""
+    return Boundaries.from_measurement(measure_pupil(image))
+
+
+def sample_grid(bnd: Boundaries, n_rho: int, n_theta: int, inclusive: bool = False) -> tuple[np.ndarray, ...]:
+    """Image coordinates (x, y) [n_rho, n_theta] of the rubber sheet: rho from the pupil (0) to the limbus (1),
+    at cell centres, or at both boundaries too when `inclusive` (open-iris's linspace(0, 1, n))."""
+    rho = np.linspace(0, 1, n_rho) if inclusive else (np.arange(n_rho) + 0.5) / n_rho
+    pupil, iris = bnd.contours(n_theta)
+    pts = pupil[None] + rho[:, None, None] * (iris - pupil)[None]         # [n_rho, n_theta, 2]
+    return pts[..., 0], pts[..., 1]
+
+
+def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray, nearest: bool) -> np.ndarray:
+    """Grey values at (x, y); NaN outside the image. `nearest` rounds like open-iris (np.round)."""
+    if not nearest:
+        return bilinear(img, x, y)
+    h, w = img.shape
+    xi, yi = np.round(x).astype(int), np.round(y).astype(int)
+    inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+    return np.where(inside, img[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)], np.nan)
+
+
+def occlusion_mask(strip: np.ndarray, bright_k: float = 4.0, dark_k: float = 4.0, floor: float = 0.08) -> np.ndarray:
+    """Noise mask [n_rho, n_theta] (True = not iris) of a rubber-sheet strip in [0, 1] (NaN = outside the image).
+
+    Eyelid skin and sclera are brighter than the iris, lashes darker: a pixel further than max(k robust sd, floor)
+    from the strip's median is noise. An eyelid covers the iris from the limbus inwards, so in every column all rows
+    beyond a bright run of >= 2 rows are masked too. Saturated pixels (glints) and NaN are always noise."""
+    valid = np.isfinite(strip)
+    if not valid.any():
+        return np.ones(strip.shape, bool)
+    v = strip[valid]
+    med = float(np.median(v))
+    sd = 1.4826 * float(np.median(np.abs(v - med)))
+    s = np.where(valid, strip, med)
+    bright = s > med + max(bright_k * sd, floor)
+    lid = bright & np.roll(bright, 1, axis=0)                  # two consecutive bright rows: skin, not a fibre
+    lid[0] = False
+    lid = np.cumsum(lid, axis=0) > 0                           # everything outward of the lid edge
+    lid = np.roll(lid, -1, axis=0) | lid                       # include the first bright row
+    spots = (s >= SATURATED) | bright | (s < med - max(dark_k * sd, floor))
+    return ~valid | lid | dilate(spots, 1)                    # lashes and glints blur into their neighbours
+
+
+def rubber_sheet(image, bnd: Boundaries, n_rho: int = 64, n_theta: int = 256, *, nearest: bool = False,
+                 inclusive: bool = False, mask: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised iris strip [n_rho, n_theta] in [0, 1] (rows: pupil -> limbus; columns: theta) and its noise
+    mask (True = occluded / outside the image / glint). With mask=False only outside-image and saturated
+    pixels are masked (open-iris given an empty noise mask)."""
+    if n_rho < 2 or n_theta < 8:
+        raise ValueError(f"n_rho={n_rho}, n_theta={n_theta}: use n_rho >= 2 and n_theta >= 8")
+    img = to_unit_image(image)
+    x, y = sample_grid(bnd, n_rho, n_theta, inclusive)
+    strip = _sample(img, x, y, nearest)
+    if mask:
+        noise = occlusion_mask(strip)
+    else:
+        noise = ~np.isfinite(strip) | (np.nan_to_num(strip) >= SATURATED)
+    return np.nan_to_num(strip, nan=0.0), noise
+
+
+def iris_pixels(shape: tuple[int, int], bnd: Boundaries, noise: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+    """Image-domain annulus [H, W] (between the pupil ellipse and the iris circle), its usable part (the strip's
+    noise mask looked up at each pixel's (rho, theta)) and each pixel's rho."""
+    h, w = shape
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    dx, dy = xx - bnd.pupil_cx, yy - bnd.pupil_cy
+    th = np.arctan2(dy, dx) % (2 * math.pi)
+    rp = bnd.pupil_radius_at(th)
+    # Limbus along the ray from the pupil centre: |p + t u - c| = R, t > 0.
+    ox, oy = bnd.pupil_cx - bnd.iris_cx, bnd.pupil_cy - bnd.iris_cy
+    ou = ox * np.cos(th) + oy * np.sin(th)
+    r_limbus = -ou + np.sqrt(np.maximum(ou ** 2 - ox ** 2 - oy ** 2 + bnd.iris_r ** 2, 0))
+    rho = (np.hypot(dx, dy) - rp) / np.maximum(r_limbus - rp, 1e-6)
+    annulus = (rho >= 0) & (rho < 1)
+    if noise is None:
+        return annulus, annulus.copy(), rho
+    n_rho, n_theta = noise.shape
+    i = np.clip((rho * n_rho).astype(int), 0, n_rho - 1)
+    j = np.round(th / (2 * math.pi) * n_theta).astype(int) % n_theta
+    return annulus, annulus & ~noise[i, j], rho
