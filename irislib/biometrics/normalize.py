@@ -15,6 +15,7 @@ from ..metrics import measure_pupil, to_unit_image
 from ..metrics.image_ops import bilinear, dilate
 
 SATURATED = 254 / 255   # glints: at or above this grey level (open-iris's oversat_threshold)
+EDGE_PX = 1.5           # rows this close to a boundary mix pupil or sclera into their samples
 
 
 @dataclass(frozen=True)
@@ -92,12 +93,14 @@ def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray, nearest: bool) -> np.
     return np.where(inside, img[np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)], np.nan)
 
 
-def occlusion_mask(strip: np.ndarray, bright_k: float = 4.0, dark_k: float = 4.0, floor: float = 0.08) -> np.ndarray:
+def occlusion_mask(strip: np.ndarray, bright_k: float = 4.0, dark_k: float = 4.0, floor: float = 0.08,
+                   edge_rows: tuple[int, int] = (0, 0)) -> np.ndarray:
     """Noise mask [n_rho, n_theta] (True = not iris) of a rubber-sheet strip in [0, 1] (NaN = outside the image).
 
     Eyelid skin and sclera are brighter than the iris, lashes darker: a pixel further than max(k robust sd, floor)
     from the strip's median is noise. An eyelid covers the iris from the limbus inwards, so in every column all rows
-    beyond a bright run of >= 2 rows are masked too. Saturated pixels (glints) and NaN are always noise."""
+    beyond a bright run of >= 2 rows are masked too. Saturated pixels (glints) and NaN are always noise. The first
+    and last `edge_rows` rows blend with pupil and sclera, so only a lid reaching them from inside masks them."""
     valid = np.isfinite(strip)
     if not valid.any():
         return np.ones(strip.shape, bool)
@@ -105,13 +108,21 @@ def occlusion_mask(strip: np.ndarray, bright_k: float = 4.0, dark_k: float = 4.0
     med = float(np.median(v))
     sd = 1.4826 * float(np.median(np.abs(v - med)))
     s = np.where(valid, strip, med)
-    bright = s > med + max(bright_k * sd, floor)
+    core = np.zeros(strip.shape, bool)
+    core[edge_rows[0]:strip.shape[0] - edge_rows[1]] = True
+    bright = (s > med + max(bright_k * sd, floor)) & core
     lid = bright & np.roll(bright, 1, axis=0)                  # two consecutive bright rows: skin, not a fibre
     lid[0] = False
     lid = np.cumsum(lid, axis=0) > 0                           # everything outward of the lid edge
     lid = np.roll(lid, -1, axis=0) | lid                       # include the first bright row
-    spots = (s >= SATURATED) | bright | (s < med - max(dark_k * sd, floor))
+    spots = (s >= SATURATED) | bright | ((s < med - max(dark_k * sd, floor)) & core)
     return ~valid | lid | dilate(spots, 1)                    # lashes and glints blur into their neighbours
+
+
+def _offsets(bnd: Boundaries, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Vectors from the iris centre to the pupil contour points (their length bounds the iris width from below)."""
+    pupil, _ = bnd.contours(n)
+    return pupil[:, 0] - bnd.iris_cx, pupil[:, 1] - bnd.iris_cy
 
 
 def rubber_sheet(image, bnd: Boundaries, n_rho: int = 64, n_theta: int = 256, *, nearest: bool = False,
@@ -125,7 +136,9 @@ def rubber_sheet(image, bnd: Boundaries, n_rho: int = 64, n_theta: int = 256, *,
     x, y = sample_grid(bnd, n_rho, n_theta, inclusive)
     strip = _sample(img, x, y, nearest)
     if mask:
-        noise = occlusion_mask(strip)
+        width = float(np.min(bnd.iris_r - np.hypot(*_offsets(bnd, n_theta))))      # thinnest iris, px
+        edge = int(math.ceil(EDGE_PX / max(width, 1e-6) * n_rho))
+        noise = occlusion_mask(strip, edge_rows=(edge, edge))
     else:
         noise = ~np.isfinite(strip) | (np.nan_to_num(strip) >= SATURATED)
     return np.nan_to_num(strip, nan=0.0), noise

@@ -1,0 +1,109 @@
+"""Iris codes and the packed-bit matcher: self HD 0, rotation recovered, independent irises near 0.5,
+packed popcount == the textbook loop == the torch SWAR kernel."""
+import math
+
+import numpy as np
+import pytest
+
+from irislib import biometrics as bm
+from irislib.biometrics import match
+from irislib.biometrics.match_torch import hamming_matrix_torch, popcount64
+from irislib.data.synthetic import generate, generate_capture
+from irislib.metrics.image_ops import bilinear
+
+
+@pytest.fixture(scope="module")
+def eyes():
+    out = [generate(s, 128) for s in range(12)]
+    return np.stack([o[0] for o in out]), [bm.Boundaries.from_geometry(o[1]) for o in out]
+
+
+def _random_codes(rng, n, cols=16, wpc=1, p_mask=0.9):
+    bits = rng.random((n, cols, 64 * wpc)) < 0.5
+    mask = rng.random((n, cols, 64 * wpc)) < p_mask
+    return bm.pack(bits, mask), bits, mask
+
+
+def test_pack_unpack_round_trip():
+    codes, bits, mask = _random_codes(np.random.default_rng(0), 3, wpc=2)
+    b2, m2 = bm.unpack(codes)
+    assert np.array_equal(b2, bits) and np.array_equal(m2, mask) and codes.n_cols == 16
+
+
+def test_packed_matcher_equals_reference_loop():
+    rng = np.random.default_rng(1)
+    a, ba, ma = _random_codes(rng, 4, wpc=2)
+    b, bb, mb = _random_codes(rng, 5, wpc=2)
+    mb[2] = False                                                   # no common bits -> NaN
+    b = bm.pack(bb, mb)
+    hd, sh = bm.hamming_matrix(a, b, max_shift=3)
+    for i in range(4):
+        for j in range(5):
+            ref, s = bm.hamming_reference(ba[i], ma[i], bb[j], mb[j], max_shift=3)
+            if j == 2:
+                assert math.isnan(hd[i, j]) and math.isnan(ref)
+            else:
+                assert hd[i, j] == pytest.approx(ref, abs=1e-6) and sh[i, j] == s
+
+
+def test_torch_kernel_and_lookup_popcount_agree_with_numpy(monkeypatch):
+    import torch
+    rng = np.random.default_rng(2)
+    a, _, _ = _random_codes(rng, 6)
+    b, _, _ = _random_codes(rng, 7)
+    hd, sh = bm.hamming_matrix(a, b, max_shift=4)
+    hd_t, sh_t = hamming_matrix_torch(a, b, 4, device="cpu")
+    assert np.array_equal(hd, hd_t) and np.array_equal(sh, sh_t)
+    x = rng.integers(0, 2 ** 63, 100, dtype=np.uint64) * 2 + 1     # includes words with the top bit set
+    ref = np.array([bin(int(v)).count("1") for v in x])
+    assert np.array_equal(popcount64(torch.from_numpy(x.view(np.int64))).numpy(), ref)
+    monkeypatch.delattr(np, "bitwise_count", raising=False)
+    assert np.array_equal(match.popcount_rows(x[:, None]), ref)
+
+
+def test_iris_against_itself_is_zero(eyes):
+    imgs, bnds = eyes
+    codes, found = bm.encode_images(imgs, boundaries=bnds)
+    hd, sh = bm.hamming_matrix(codes, codes)
+    assert found.all() and np.all(np.diag(hd) == 0) and np.all(np.diag(sh) == 0)
+
+
+def test_independent_irises_mean_hd_045_050(eyes):
+    imgs, bnds = eyes
+    hd, _ = bm.hamming_matrix(*[bm.encode_images(imgs, boundaries=bnds)[0]] * 2)
+    st = bm.hd_stats(hd[np.triu_indices(len(imgs), 1)])
+    assert st["n"] == 66 and 0.45 <= st["mean"] <= 0.50 and st["sd"] < 0.03
+
+
+def _rotate(img, bnd, deg):
+    """Image rotated by deg (from +x towards +y) about the pupil centre, and the rotated boundaries."""
+    t = math.radians(deg)
+    yy, xx = np.mgrid[0:img.shape[0], 0:img.shape[1]].astype(float)
+    dx, dy = xx - bnd.pupil_cx, yy - bnd.pupil_cy
+    src = bilinear(img, bnd.pupil_cx + dx * math.cos(t) + dy * math.sin(t),
+                   bnd.pupil_cy - dx * math.sin(t) + dy * math.cos(t))
+    ox, oy = bnd.iris_cx - bnd.pupil_cx, bnd.iris_cy - bnd.pupil_cy
+    new = bm.Boundaries(bnd.pupil_cx, bnd.pupil_cy, bnd.pupil_a, bnd.pupil_b, bnd.pupil_angle_deg + deg,
+                        bnd.pupil_cx + ox * math.cos(t) - oy * math.sin(t),
+                        bnd.pupil_cy + ox * math.sin(t) + oy * math.cos(t), bnd.iris_r)
+    return np.nan_to_num(src, nan=float(np.median(img))), new
+
+
+def test_rotated_copy_found_by_rotation_search(eyes):
+    imgs, bnds = eyes
+    spec = bm.IrisCodeSpec()
+    col_deg = 360 / spec.n_cols
+    rot, rb = _rotate(imgs[0], bnds[0], 5 * col_deg)                 # five code columns
+    codes, _ = bm.encode_images(np.stack([imgs[0], rot]), spec, [bnds[0], rb])
+    hd, sh = bm.hamming_pair(codes[0], codes[1], spec.max_shift)        # gallery = probe rolled by sh
+    assert hd < 0.08 and sh == 5
+    assert bm.hamming_matrix(codes[1], codes[0], max_shift=0)[0][0, 0] > 0.4     # no search: no match
+
+
+def test_capture_rotation_recovered_from_fitted_boundaries():
+    """Two captures of one synthetic identity (other dilation, eyelids, blur), boundaries from irislib's fits."""
+    (a, ga), (b, gb) = generate_capture(3, 0, 128), generate_capture(3, 2, 128)
+    codes, found = bm.encode_images(np.stack([a, b]))
+    hd, sh = bm.hamming_pair(codes[0], codes[1])
+    assert found.all() and hd < 0.34
+    assert abs(sh - gb["rotation_deg"] / (360 / 128)) <= 1.0
