@@ -1,7 +1,7 @@
 """Hybrid sampling: a VAE draft (round pupil) is noised to `strength` and denoised by the diffusion model.
 
 SDEdit / ES-DDPM style: shape survives from the draft, texture is redrawn, in far fewer UNet calls than sampling
-from pure noise. `strength` is the noise std sqrt(1 - alpha_bar) at the start (DESIGN.md); 1 = pure noise.
+from pure noise. `strength` is the noise std sqrt(1 - alpha_bar) at the start (docs/design.md); 1 = pure noise.
 """
 from __future__ import annotations
 

@@ -46,13 +46,18 @@ def _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn
 
 
 # --- training ------------------------------------------------------------------------------------------------
+def _memory_format(model: torch.nn.Module, exp: Experiment) -> torch.nn.Module:
+    """channels_last weights make every conv run NHWC (inputs follow the weights); saved weights are contiguous."""
+    return model.to(memory_format=torch.channels_last) if exp.train.channels_last else model
+
+
 def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto", progress: bool = True) -> Path:
     """Train the UNet of `exp` into run directory `out`; resumes from its newest valid checkpoint by default."""
     exp = exp.validate()
     run_dir = Path(out)
     diffusion = build_diffusion(exp)
     torch.manual_seed(exp.train.seed)  # reproducible initial weights
-    model = UNet(exp.unet)
+    model = _memory_format(UNet(exp.unet), exp)
     task = DiffusionTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion))
     dataset = make_dataset(exp.data)
     top = exp.diffusion.max_strength
@@ -77,7 +82,7 @@ def train_refiner(exp: Experiment, vae_run: str | Path, out: str | Path, resume:
     run_dir = Path(out)
     diffusion = build_diffusion(exp)
     torch.manual_seed(exp.train.seed)
-    model = UNet(exp.unet)
+    model = _memory_format(UNet(exp.unet), exp)
     task = RefinerTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion), vae)
     dataset = make_dataset(exp.data)
 
@@ -99,7 +104,7 @@ def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", pro
     exp = exp.validate()
     run_dir = Path(out)
     torch.manual_seed(exp.train.seed)
-    model = VAE(exp.vae)
+    model = _memory_format(VAE(exp.vae), exp)
     dataset = make_dataset(exp.data)
 
     def sample_fn(net, step: int) -> None:

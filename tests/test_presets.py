@@ -1,4 +1,4 @@
-"""Presets equal DESIGN.md's table, field by field."""
+"""Presets equal the table in README.md and docs/design.md, field by field."""
 import pytest
 
 from irislib import presets

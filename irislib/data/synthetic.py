@@ -1,7 +1,7 @@
 """Procedural NIR eye images with exact ground-truth geometry (pupil ellipse, iris circle, eyelids, glints).
 
 Used as the built-in data set (`synthetic:N`) and as a test oracle for loaders and pupil metrics. Ranges follow
-IRIS_NOTES.md §5. Coordinates: pixel centres at integers, x = column (right), y = row (down); `angle_deg` is the
+published NIR iris statistics (docs/design.md, "Synthetic irises"). Coordinates: pixel centres at integers, x = column (right), y = row (down); `angle_deg` is the
 direction of the pupil's major semi-axis `a`, measured from +x towards +y.
 """
 from __future__ import annotations

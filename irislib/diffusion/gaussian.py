@@ -1,6 +1,6 @@
 """Gaussian diffusion: float64 noise tables, q(x_t | x_0), the posterior, p(x_{t-1} | x_t) and the training losses.
 
-The maths equals guided-diffusion's `GaussianDiffusion` + `SpacedDiffusion` for the same flags (DESIGN.md contract 1):
+The maths equals guided-diffusion's `GaussianDiffusion` + `SpacedDiffusion` for the same flags (docs/design.md, contract 1):
 the tables carry its names, `training_losses` returns its per-sample terms. The model is always called with
 timesteps on the ORIGINAL 0..T-1 scale (`timestep_map` translates a respaced chain's indices).
 """

@@ -1,6 +1,6 @@
 """Reverse-diffusion samplers (ddpm, ddim, dpm++2m) from pure noise or from a partly noised image (SDEdit).
 
-`strength` is the noise standard deviation sqrt(1 - alpha_bar) at the start (DESIGN.md): 1 = pure noise,
+`strength` is the noise standard deviation sqrt(1 - alpha_bar) at the start (docs/design.md): 1 = pure noise,
 0 = return `x_init` unchanged; in between, x_init is noised to the timestep t0 whose noise level is closest and
 denoised from there. Noise is drawn per image from its generator, so image i does not depend on the batch size.
 """

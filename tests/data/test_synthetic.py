@@ -143,7 +143,7 @@ def test_pupil_edge_sharp_and_blur_option_widens_it():
     for seed in (1, 2, 3):
         sharp, geo = generate(seed, 128)
         blurred, geo_b = generate(seed, 128, pupil_blur_px=3.0)
-        assert _edge_width(sharp, geo) < 1.8                         # ~1 px (IRIS_NOTES)
+        assert _edge_width(sharp, geo) < 1.8                         # ~1 px, as in real NIR captures
         assert _edge_width(blurred, geo, half=min(9.0, 0.8 * geo["pupil"]["b"])) > 5.0
         assert geo_b["pupil"]["blur_px"] == 3.0
         xx, yy = _grids(sharp)
