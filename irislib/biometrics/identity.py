@@ -76,7 +76,7 @@ class _Acc:
 
 
 def _scan(probe: IrisCodes, gallery: IrisCodes, max_shift: int, threshold: float, *, same: bool = False,
-          labels=None, device=None, block: int = 256, max_pairs: int = 1000) -> dict:
+          labels=None, device=None, block: int = 1024, max_pairs: int = 1000) -> dict:
     """Block-wise all pairs (j > i only when `same`): histograms (all, or genuine/impostor by `labels`), pairs
     below the threshold (closest first, at most max_pairs), and each probe's nearest gallery item."""
     accs = {"all": _Acc()} if labels is None else {"genuine": _Acc(), "impostor": _Acc()}

@@ -2,7 +2,8 @@
 
 HD(a, b) = min over shifts s of popcount((roll(a, s) ^ b) & roll(ma, s) & mb) / popcount(roll(ma, s) & mb), with
 rolls by whole words (one code column = words_per_col words). numpy >= 2 counts bits with np.bitwise_count (a
-byte lookup table otherwise); on a CUDA device torch counts them with the SWAR popcount on int64 words.
+byte lookup table otherwise). match_gemm computes the same counts as int8 matrix products, match_torch with a
+SWAR popcount in torch; hamming_matrix picks one.
 Pairs with no common usable bit get NaN.
 """
 from __future__ import annotations
@@ -49,22 +50,48 @@ def _best(diff, common) -> tuple[np.ndarray, np.ndarray]:
     return np.where(np.isfinite(best), best, np.nan), k
 
 
-def hamming_matrix(probe: IrisCodes, gallery: IrisCodes, max_shift: int = 8, *, device=None,
-                   block_bytes: int = 4 << 20) -> tuple[np.ndarray, np.ndarray]:
-    """All-pairs min-over-rotation HD [Np, Ng] (float32) and the best shift in code columns [Np, Ng] (int16).
+def hamming_matrix(probe: IrisCodes, gallery: IrisCodes, max_shift: int = 8, *, backend: str = "auto",
+                   device: str = "auto", block_bytes: int = 2 << 20) -> tuple[np.ndarray, np.ndarray]:
+    """All-pairs min-over-rotation HD [Np, Ng] (float32) and the best shift s in code columns [Np, Ng] (int16):
+    the gallery code matches the probe code rolled by s (np.roll), i.e. the gallery eye is turned by +s columns.
 
-    device: None/"cpu" = numpy; "cuda"/"auto" uses torch on a CUDA GPU when one is present."""
+    backend "popcount" (numpy), "gemm" (exact int8 matrix products in torch, match_gemm), "torch-popcount"
+    (SWAR popcount in torch) give identical results; "auto" takes gemm for large problems when torch's int8
+    matmul runs on the device (AMX/VNNI CPUs, CUDA), else popcount. device "auto" = CUDA when present."""
     if probe.words_per_col != gallery.words_per_col or probe.code.shape[1] != gallery.code.shape[1]:
         raise ValueError(f"probe codes {probe.code.shape} and gallery codes {gallery.code.shape} have different "
                          f"layouts; encode both with the same IrisCodeSpec")
     if not 0 <= max_shift < probe.n_cols // 2:
         raise ValueError(f"max_shift={max_shift} must be in [0, {probe.n_cols // 2}) columns")
-    if _use_torch(device):
+    backend, device = _choose(backend, device, len(probe) * len(gallery))
+    if backend == "gemm":
+        from .match_gemm import hamming_matrix_gemm
+        return hamming_matrix_gemm(probe, gallery, max_shift, device)
+    if backend == "torch-popcount":
         from .match_torch import hamming_matrix_torch
         return hamming_matrix_torch(probe, gallery, max_shift, device=device)
+    return _hamming_numpy(probe, gallery, max_shift, block_bytes)
+
+
+def _choose(backend: str, device: str, pairs: int) -> tuple[str, str]:
+    """Resolve "auto" backend/device names (raises on unknown names)."""
+    if backend not in ("auto", "popcount", "gemm", "torch-popcount"):
+        raise ValueError(f"backend={backend!r}: use auto, popcount, gemm or torch-popcount")
+    if device in (None, "auto"):
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if backend == "auto":
+        from .match_gemm import int8_matmul_available
+        big = pairs >= 4096 or device != "cpu"
+        backend = "gemm" if big and int8_matmul_available(device) else "popcount"
+    return backend, device
+
+
+def _hamming_numpy(probe: IrisCodes, gallery: IrisCodes, max_shift: int, block_bytes: int):
+    """The popcount backend: blocks of probes (all rotations) x gallery whose temporaries fit in block_bytes."""
     shifts = _shifts(max_shift)
     w = probe.code.shape[1]
-    nb = max(1, min(len(gallery), block_bytes // (8 * w * len(shifts) * 4)))
+    nb = max(1, min(len(gallery), 64))
     na = max(1, min(len(probe), block_bytes // (8 * w * len(shifts) * nb)))
     hd = np.empty((len(probe), len(gallery)), np.float32)
     sh = np.empty(hd.shape, np.int16)
@@ -78,18 +105,9 @@ def hamming_matrix(probe: IrisCodes, gallery: IrisCodes, max_shift: int = 8, *, 
     return hd, sh
 
 
-def _use_torch(device) -> bool:
-    if device in (None, "cpu", "numpy"):
-        return False
-    import torch
-    if device == "auto":
-        return torch.cuda.is_available()
-    return True
-
-
 def hamming_pair(a: IrisCodes, b: IrisCodes, max_shift: int = 8) -> tuple[float, int]:
     """HD and best shift of one pair (first rows of a and b)."""
-    hd, sh = hamming_matrix(a[0], b[0], max_shift)
+    hd, sh = hamming_matrix(a[0], b[0], max_shift, backend="popcount")
     return float(hd[0, 0]), int(sh[0, 0])
 
 

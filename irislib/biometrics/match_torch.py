@@ -27,7 +27,7 @@ def hamming_matrix_torch(probe: IrisCodes, gallery: IrisCodes, max_shift: int, d
                          block_elems: int = 1 << 26) -> tuple[np.ndarray, np.ndarray]:
     """Same result as match.hamming_matrix, computed with torch on `device` ("auto" = cuda)."""
     from .match import _shifts
-    dev = torch.device("cuda" if device == "auto" else device)
+    dev = torch.device(device)
     shifts = _shifts(max_shift)
     w, wpc = probe.code.shape[1], probe.words_per_col
     idx = torch.from_numpy((np.arange(w)[None, :] - shifts[:, None] * wpc) % w).to(dev)       # [S, W]

@@ -7,7 +7,7 @@ import pytest
 
 from irislib import biometrics as bm
 from irislib.biometrics import match
-from irislib.biometrics.match_torch import hamming_matrix_torch, popcount64
+from irislib.biometrics.match_torch import popcount64
 from irislib.data.synthetic import generate, generate_capture
 from irislib.metrics.image_ops import bilinear
 
@@ -51,9 +51,13 @@ def test_torch_kernel_and_lookup_popcount_agree_with_numpy(monkeypatch):
     rng = np.random.default_rng(2)
     a, _, _ = _random_codes(rng, 6)
     b, _, _ = _random_codes(rng, 7)
-    hd, sh = bm.hamming_matrix(a, b, max_shift=4)
-    hd_t, sh_t = hamming_matrix_torch(a, b, 4, device="cpu")
-    assert np.array_equal(hd, hd_t) and np.array_equal(sh, sh_t)
+    b.mask[3] = 0                                                   # no common bits: NaN in every backend
+    hd, sh = bm.hamming_matrix(a, b, max_shift=4, backend="popcount")
+    for backend in ("torch-popcount", "gemm"):
+        hd_t, sh_t = bm.hamming_matrix(a, b, max_shift=4, backend=backend, device="cpu")
+        assert np.array_equal(hd, hd_t, equal_nan=True) and np.array_equal(sh, sh_t), backend
+    with pytest.raises(ValueError, match="backend"):
+        bm.hamming_matrix(a, b, 2, backend="bogus")
     x = rng.integers(0, 2 ** 63, 100, dtype=np.uint64) * 2 + 1     # includes words with the top bit set
     ref = np.array([bin(int(v)).count("1") for v in x])
     assert np.array_equal(popcount64(torch.from_numpy(x.view(np.int64))).numpy(), ref)
