@@ -202,3 +202,110 @@ def test_run_directory_extras(tmp_path):
     checkpoint.files.save_tensors(tmp_path / "bare/model.safetensors", ToyNet().state_dict())
     got_exp, state = checkpoint.load_run(tmp_path / "bare")
     assert got_exp.train.lr == exp.train.lr and set(state) == set(ToyNet().state_dict())
+
+
+# --- issue 9: pruning never loses the last good checkpoint; one run per folder; a re-save killed mid-publish -------
+
+def _damage(ckpt: Path) -> None:
+    model = ckpt / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:-50])
+
+
+def _trainer(run_dir, resume="auto", **kw):
+    torch.manual_seed(0)
+    return Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(**kw), run_dir, resume=resume, progress=False)
+
+
+def test_pruning_after_a_damaged_newest_keeps_the_last_good_checkpoint(trained, tmp_path):
+    run = _copy(trained, tmp_path / "run")  # steps 4 and 8
+    _damage(run / "checkpoints/step_000008")
+    with pytest.warns(UserWarning, match="falling back"):
+        tr = _trainer(run, max_steps=6, keep_last=1)  # resumes step 4, saves step 6 with keep_last=1
+    assert tr.step == 4
+    tr.run()
+    # step 6 (newest good) is kept and step 4 (older) pruned; the damaged step 8 is newer, so it is left alone.
+    assert sorted(s for s, _ in checkpoint.list_checkpoints(run)) == [6, 8]
+    with pytest.warns(UserWarning, match="step_000008"):
+        assert checkpoint.find_resume(run).name == "step_000006"
+
+
+def test_prune_deletes_nothing_when_no_checkpoint_verifies(trained, tmp_path):
+    run = _copy(trained, tmp_path / "run")
+    for _, path in checkpoint.list_checkpoints(run):
+        _damage(path)
+    assert checkpoint.prune(run, keep_last=1) == []
+    assert len(checkpoint.list_checkpoints(run)) == 2
+    with pytest.raises(CheckpointError, match="none of them verifies"), pytest.warns(UserWarning):
+        _trainer(run, max_steps=8)  # resume='auto' does not bury them under a silent fresh start
+
+
+def test_fresh_run_into_a_mirror_with_checkpoints_is_refused(tmp_path):
+    mirror = tmp_path / "drive"
+    _train(tmp_path / "vm1", steps=8, save_every=2, mirror_dir=str(mirror))  # run A: steps 2..8 on Drive
+    before = sorted(p.name for p in (mirror / "checkpoints").iterdir())
+    with pytest.raises(FileExistsError, match=r"train.mirror_dir .*drive already holds checkpoints .*newest step 8\);"
+                                              r" to continue that run pass resume='auto'.*set train.mirror_dir to a "
+                                              r"new folder"):
+        _trainer(tmp_path / "vm2", resume=None, max_steps=2, mirror_dir=str(mirror))  # a new VM, "start fresh"
+    assert sorted(p.name for p in (mirror / "checkpoints").iterdir()) == before
+    assert not (mirror / ".mirror.lock").exists()  # the refused trainer handed the mirror back
+    # resume='auto' on the new VM continues run A from the mirror, under A's run id.
+    tr = _trainer(tmp_path / "vm2", max_steps=10, save_every_steps=2, mirror_dir=str(mirror))
+    assert tr.step == 8 and tr.run_id == checkpoint.run_id_of(mirror) == checkpoint.run_id_of(tmp_path / "vm1")
+    tr.run()
+    assert checkpoint.run_id_of(tmp_path / "vm2") == tr.run_id
+
+
+def test_run_ids_keep_two_runs_apart(tmp_path):
+    a, b, mirror_b = tmp_path / "a", tmp_path / "b", tmp_path / "drive_b"
+    _train(a, steps=4, save_every=2)
+    _train(b, steps=8, save_every=4, mirror_dir=str(mirror_b))
+    id_a, id_b = checkpoint.run_id_of(a), checkpoint.run_id_of(b)
+    assert id_a and id_b and id_a != id_b
+    manifest = json.loads((b / "checkpoints/step_000008/manifest.json").read_text())
+    assert manifest["run_id"] == id_b == json.loads((mirror_b / "latest.json").read_text())["run_id"]
+    # a's run directory with b's mirror: resume='auto' would mix two runs (b's step 8 is newer than a's 4).
+    with pytest.raises(ConfigError, match=rf"belongs to run {id_b}, but run directory .*a holds checkpoints of "
+                                          rf"run {id_a}.*new run directory"):
+        _trainer(a, max_steps=10, mirror_dir=str(mirror_b))
+    # Named explicitly, another run's checkpoint continues into a clean run directory, keeping its id ...
+    tr = _trainer(tmp_path / "c", resume=str(mirror_b), max_steps=10)
+    assert tr.step == 8 and tr.run_id == id_b
+    # ... but never into a folder that holds a third run.
+    with pytest.raises(ConfigError, match=rf"{id_b}.*holds checkpoints of run {id_a}"):
+        _trainer(a, resume=str(b), max_steps=10)
+    with pytest.raises(ConfigError, match=rf"train.mirror_dir .*drive_b holds checkpoints of run {id_b}.*new folder"):
+        _trainer(tmp_path / "d", resume=str(a), max_steps=10, mirror_dir=str(mirror_b))
+
+
+KILL_IN_PUBLISH = """
+import os, signal, sys, torch
+from irislib import checkpoint
+from irislib.config import Experiment
+real = os.replace
+def replace(src, dst):
+    real(src, dst)
+    if ".old-" in str(dst) or ".tmp-old" in str(dst):  # the old folder is moved aside, the new one not yet in place
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+ckpt = sys.argv[1]
+data = checkpoint.load(ckpt)
+checkpoint.save(sys.argv[2], {"model": data["model"], "ema": data["ema"], "trainer": data["trainer"]},
+                data["exp"], keep_last=10)
+"""
+
+
+def test_a_resave_killed_between_the_two_renames_loses_nothing(trained, tmp_path):
+    import subprocess
+    run = _copy(trained, tmp_path / "run")
+    digest = json.loads((run / "checkpoints/step_000008/manifest.json").read_text())["files"]
+    p = subprocess.run([sys.executable, "-c", KILL_IN_PUBLISH, str(run / "checkpoints/step_000008"), str(run)],
+                       capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert p.returncode == -9, p.stderr[-2000:]
+    assert not (run / "checkpoints/step_000008").exists()  # killed with step 8 only under a temporary name
+    with pytest.warns(UserWarning, match="restored .*step_000008"):
+        tr = _trainer(run, max_steps=10, keep_last=10)
+    assert tr.step == 8
+    assert checkpoint.verify(run / "checkpoints/step_000008")["files"] == digest
+    tr.run()  # the next save cleans the dead writer's leftovers
+    assert not [p for p in (run / "checkpoints").iterdir() if ".tmp-" in p.name or ".old-" in p.name]

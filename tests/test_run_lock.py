@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -39,3 +40,42 @@ def test_a_lock_from_another_machine_is_taken_over_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="another machine"):
         with run_lock(run):
             assert json.loads((run / ".train.lock").read_text())["pid"] == os.getpid()
+
+
+HOLDER = """
+import json, os, socket, sys, time
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # created, still empty ...
+print("created", flush=True)
+time.sleep(1.0)
+os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode())  # ... then written
+os.close(fd)
+time.sleep(60)
+"""
+
+
+def test_a_lock_created_but_not_yet_written_is_not_taken_from_its_live_holder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run / ".train.lock")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "created"
+        assert (run / ".train.lock").read_text() == ""  # what a second trainer sees at first
+        with pytest.raises(OSError, match=f"being trained by process {holder.pid} on this machine"):
+            with run_lock(run):
+                pass
+        assert json.loads((run / ".train.lock").read_text())["pid"] == holder.pid  # still the holder's
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lock_left_empty_by_a_killed_creator_is_taken_over(tmp_path):
+    from irislib.checkpoint import lock
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".train.lock").write_text("")
+    old = time.time() - lock.WRITE_GRACE_S - 1
+    os.utime(run / ".train.lock", (old, old))
+    with run_lock(run):
+        assert json.loads((run / ".train.lock").read_text())["pid"] == os.getpid()

@@ -2,17 +2,20 @@
 
 `save(run_dir, trainer.state_dict(), exp)` -> checkpoint folder; `find_resume(run_dir, mirror_dir)` -> newest
 good folder or None; `load(folder)` -> dict; `load_run(run_dir, use_ema=True)` -> (exp, state_dict) for sampling;
-`load_run_all(run_dir)` -> (exp, model_state, {rate: ema_state}).
+`load_run_all(run_dir)` -> (exp, model_state, {rate: ema_state}). A run directory and its mirror hold checkpoints of
+one run: `run_id_of(dir)`; `MirrorLease` keeps a mirror to one session; a full disk raises `DiskFullError`.
 """
 from .artifacts import load_prior, save_prior, write_sample_grid
-from .files import sha256_file
-from .lock import RunLockedError, run_lock
+from .files import DiskFullError, sha256_file
+from .lock import MirrorLease, RunLockedError, run_lock
 from .metrics import append_metrics, read_metrics, restore_metrics, truncate_metrics
 from .mirror import Mirror
-from .store import (POINTER, CheckpointError, check_compatible, find_resume, list_checkpoints, load, load_run,
-                    load_run_all, load_trainer_state, prune, resolve, save, verify, write_config)
+from .store import (POINTER, CheckpointError, check_compatible, checkpoint_run_id, explain_disk_full, find_resume, list_checkpoints,
+                    load, load_run, load_run_all, load_trainer_state, prune, recover, resolve, run_id_of, save, verify,
+                    write_config)
 
 __all__ = ["save", "find_resume", "resolve", "load", "load_run", "load_run_all", "load_trainer_state", "verify",
            "prune", "list_checkpoints", "check_compatible", "CheckpointError", "Mirror", "append_metrics",
            "read_metrics", "restore_metrics", "truncate_metrics", "write_config", "write_sample_grid", "save_prior",
-           "load_prior", "sha256_file", "POINTER", "run_lock", "RunLockedError"]
+           "load_prior", "sha256_file", "POINTER", "run_lock", "RunLockedError", "MirrorLease", "DiskFullError",
+           "run_id_of", "checkpoint_run_id", "explain_disk_full", "recover"]

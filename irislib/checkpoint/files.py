@@ -1,10 +1,15 @@
 """Crash-safe file primitives: atomic writes (temp -> fsync -> os.replace -> fsync dir), sha256, plain-data state."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
+import socket
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +18,68 @@ import torch
 from safetensors.torch import load_file, save_file
 
 TMP_TAG = ".tmp-"  # files and folders with this in their name are unfinished writes
+OLD_TAG = ".old-"  # a checkpoint folder moved aside while a re-save of its step is published
+STALE_S = 3600.0   # another machine's leftover untouched this long belongs to a writer that is gone
+_LEFTOVER_RE = re.compile(r"(?:\.tmp-(?:old)?|\.old-)(\d+)(?:@(\w+)-[0-9a-f]+)?$")  # legacy names: pid only
+_WRITER: dict[int, str] = {}
+
+
+def host_name() -> str:
+    """This machine's name with only [A-Za-z0-9_], as it appears in writer tags."""
+    return re.sub(r"\W", "_", socket.gethostname())[:40] or "host"
+
+
+def writer_tag() -> str:
+    """pid@host-nonce: unique per process, also across machines sharing a folder (Colab VMs reuse pids)."""
+    pid = os.getpid()
+    if pid not in _WRITER:  # keyed by pid: a forked child gets its own tag
+        _WRITER[pid] = f"{pid}@{host_name()}-{secrets.token_hex(3)}"
+    return _WRITER[pid]
+
+
+def tmp_path(path: Path, tag: str = TMP_TAG) -> Path:
+    """`path` renamed to this writer's temporary (or moved-aside) name beside it."""
+    path = Path(path)
+    return path.with_name(f"{path.name}{tag}{writer_tag()}")
+
+
+def pid_alive(pid: int) -> bool:
+    """True if a process with this pid exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return pid > 0
+    return pid > 0
+
+
+def leftover_removable(path: Path) -> bool:
+    """May this leftover temp entry be deleted? Yes if this process wrote it, if its writer (on this machine)
+    is dead, or if nothing in it changed for STALE_S; never while another live writer may still be filling it."""
+    m = _LEFTOVER_RE.search(path.name)
+    if m is None:
+        return _age(path) > STALE_S
+    if path.name.endswith(writer_tag()):
+        return True
+    pid, host = int(m.group(1)), m.group(2) or host_name()
+    if host == host_name() and not pid_alive(pid):
+        return True
+    return _age(path) > STALE_S
+
+
+def is_moved_aside(path: Path) -> bool:
+    """A published checkpoint folder moved aside by _publish (also the pre-0.2 name step_N.tmp-old<pid>)."""
+    return OLD_TAG in path.name or f"{TMP_TAG}old" in path.name
+
+
+def _age(path: Path) -> float:
+    """Seconds since anything in `path` (a file or a folder's entries) was last modified."""
+    try:
+        times = [path.stat().st_mtime] + ([p.stat().st_mtime for p in path.iterdir()] if path.is_dir() else [])
+    except OSError:
+        return 0.0
+    return time.time() - max(times)
 
 
 def fsync_dir(path: Path) -> None:
@@ -32,7 +99,7 @@ def fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Run write(tmp) for a temp name beside `path`, fsync it, then rename over `path` and fsync the folder."""
     path = Path(path)
-    tmp = path.with_name(f"{path.name}{TMP_TAG}{os.getpid()}")
+    tmp = tmp_path(path)
     try:
         write(tmp)
         with open(tmp, "rb+") as f:
@@ -119,3 +186,60 @@ def from_plain(obj):
     if isinstance(obj, list):
         return [from_plain(v) for v in obj]
     return obj
+
+
+# --- a full disk -------------------------------------------------------------------------------------------
+class DiskFullError(OSError):
+    """A write failed because the disk is full; the message names the folder, the free space and what to do."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errno = errno.ENOSPC
+
+
+def _looks_full(exc: BaseException, folder: Path) -> bool:
+    """ENOSPC however the writer reports it: OSError errno 28, safetensors' "os error 28", or torch.save's
+    "unexpected pos" RuntimeError (which never says why) while the disk has (almost) no space left."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc)
+    if "No space left on device" in text or "os error 28" in text or "Disk quota exceeded" in text:
+        return True
+    return isinstance(exc, (OSError, RuntimeError)) and free_bytes(folder) < (1 << 20)
+
+
+def free_bytes(folder: Path) -> int:
+    """Free bytes on the disk holding `folder` (its nearest existing parent); -1 if unknown."""
+    p = Path(folder).absolute()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return -1
+
+
+def disk_full_error(folder: Path, exc: BaseException, what: str, need: int = 0,
+                    kept: str = "the previous checkpoint is intact") -> DiskFullError | None:
+    """A one-line DiskFullError for `exc` if it is a full disk, else None. Call it before deleting partial files,
+    so the free space reported is what the write saw; `kept` says what is still safe."""
+    if not is_disk_full(exc, folder):
+        return None
+    return DiskFullError(f"{describe_full(folder, what, need)}. Free space there (delete old runs or checkpoints, "
+                         f"lower train.keep_last) or train into a folder on a bigger disk, then run again with "
+                         f"--resume auto (resume='auto'): {kept}")
+
+
+def is_disk_full(exc: BaseException, folder: Path) -> bool:
+    """True if `exc` (raised while writing into `folder`) is a full disk."""
+    return isinstance(exc, Exception) and not isinstance(exc, DiskFullError) and _looks_full(exc, folder)
+
+
+def describe_full(folder: Path, what: str, need: int = 0) -> str:
+    """'no space left on device: writing WHAT in FOLDER failed with N MiB free; it needs about M MiB'."""
+    needs = f"; it needs about {_mb(need)}" if need else ""
+    return f"no space left on device: writing {what} in {folder} failed with {_mb(free_bytes(folder))} free{needs}"
+
+
+def _mb(n: int) -> str:
+    return "unknown space" if n < 0 else f"{n / 2**20:.1f} MiB"

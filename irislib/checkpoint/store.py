@@ -7,6 +7,7 @@ is never half-written; manifest.json (sha256 per file) still guards against late
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pickle
@@ -19,8 +20,9 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError, Experiment
-from .files import (TMP_TAG, fsync_dir, from_plain, load_tensors, save_state, save_tensors, sha256_file,
-                    write_bytes, write_json)
+from .files import (OLD_TAG, TMP_TAG, disk_full_error, fsync_dir, from_plain, is_moved_aside,
+                    leftover_removable, load_tensors, save_state, save_tensors, sha256_file, tmp_path, write_bytes,
+                    write_json)
 
 CKPT_RE = re.compile(r"^step_(\d+)$")
 MODEL_FILE, STATE_FILE, MANIFEST, POINTER = "model.safetensors", "trainer_state.pt", "manifest.json", "latest.json"
@@ -33,37 +35,85 @@ class CheckpointError(ValueError):
 
 def save(run_dir, state: dict, exp: Experiment, *, keep_last: int | None = None,
          milestone_every_steps: int | None = None) -> Path:
-    """Write state = {"model": sd, "ema": {name: sd}, "trainer": plain dict with "step"} as a verified checkpoint.
+    """Write state = {"model": sd, "ema": {name: sd}, "trainer": plain dict with "step" (and "run_id")} as a
+    verified checkpoint.
 
     Returns the checkpoint folder. Older checkpoints beyond keep_last (+ milestones) are deleted afterwards.
+    A full disk raises DiskFullError (one line: folder, free space, what to do) and leaves no partial folder.
     """
     run = Path(run_dir)
     root = run / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    step = int(state["trainer"]["step"])
-    config_text = exp.to_json().encode()
-    write_bytes(run / "config.json", config_text)
-    _remove_unfinished(root)
-    for p in run.iterdir():  # e.g. latest.json.tmp-123 left by a process killed while writing the pointer
-        if TMP_TAG in p.name and p.is_file():
-            p.unlink(missing_ok=True)
+    step, run_id = int(state["trainer"]["step"]), state["trainer"].get("run_id")
     name = f"step_{step:06d}"
-    tmp = root / f"{name}{TMP_TAG}{os.getpid()}"
-    tmp.mkdir()
-    # Write every file, then the manifest of their hashes, then publish the folder by renaming it.
-    save_tensors(tmp / MODEL_FILE, state["model"], {"step": str(step), "format": "irislib"})
+    config_text = exp.to_json().encode()
+    with explain_disk_full(run, f"checkpoint {name}", state):
+        root.mkdir(parents=True, exist_ok=True)
+        write_bytes(run / "config.json", config_text)
+        clean_leftovers(root)
+        for p in run.iterdir():  # e.g. latest.json.tmp-123 left by a process killed while writing the pointer
+            if TMP_TAG in p.name and p.is_file() and leftover_removable(p):
+                p.unlink(missing_ok=True)
+    tmp = tmp_path(root / name)
+    try:
+        tmp.mkdir()
+        files = _write_files(tmp, state, step, run_id, config_text)
+    except BaseException as e:
+        full = disk_full_error(root, e, f"checkpoint {name}", _state_bytes(state), _kept(run))
+        shutil.rmtree(tmp, ignore_errors=True)  # frees the space the partial files took
+        if full is not None:
+            raise full from None
+        raise
+    final = _publish(tmp, root / name)
+    verify(final)
+    with explain_disk_full(run, "latest.json", state):
+        write_json(run / POINTER, {"step": step, "dir": f"checkpoints/{name}", "files": files, "run_id": run_id,
+                                   "time": time.time()})
+    prune(run, keep_last if keep_last is not None else exp.train.keep_last,
+          milestone_every_steps if milestone_every_steps is not None else exp.train.milestone_every_steps,
+          known_good=final)
+    return final
+
+
+def _write_files(tmp: Path, state: dict, step: int, run_id, config_text: bytes) -> dict[str, str]:
+    """Every file of a checkpoint into `tmp`, then the manifest of their hashes (last); returns {name: sha256}."""
+    meta = {"step": str(step), "format": "irislib"}
+    save_tensors(tmp / MODEL_FILE, state["model"], meta)
     for key, sd in state.get("ema", {}).items():
-        save_tensors(tmp / f"{key}.safetensors", sd, {"step": str(step), "format": "irislib"})
+        save_tensors(tmp / f"{key}.safetensors", sd, meta)
     save_state(tmp / STATE_FILE, state["trainer"])
     write_bytes(tmp / "config.json", config_text)
     files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
-    write_json(tmp / MANIFEST, {"step": step, "files": files})
-    final = _publish(tmp, root / name)
-    verify(final)
-    write_json(run / POINTER, {"step": step, "dir": f"checkpoints/{name}", "files": files, "time": time.time()})
-    prune(run, keep_last if keep_last is not None else exp.train.keep_last,
-          milestone_every_steps if milestone_every_steps is not None else exp.train.milestone_every_steps)
-    return final
+    write_json(tmp / MANIFEST, {"step": step, "run_id": run_id, "files": files})
+    return files
+
+
+@contextlib.contextmanager
+def explain_disk_full(run, what: str, state: dict | None = None):
+    """Context: a full-disk failure while writing `what` into run directory `run` becomes one DiskFullError line
+    (state: the checkpoint being written, for the space it needs)."""
+    try:
+        yield
+    except Exception as e:
+        full = disk_full_error(Path(run), e, what, _state_bytes(state or {}), _kept(Path(run)))
+        if full is None:
+            raise
+        raise full from None
+
+
+def _kept(run: Path) -> str:
+    found = list_checkpoints(run)
+    return f"the previous checkpoint {found[0][1]} is intact" if found else "no checkpoint was written yet"
+
+
+def _state_bytes(obj) -> int:
+    """Bytes of the tensors in a (nested) state: about what one checkpoint needs on disk."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(_state_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_state_bytes(v) for v in obj)
+    return 0
 
 
 def write_config(run_dir, exp: Experiment) -> Path:
@@ -75,10 +125,11 @@ def write_config(run_dir, exp: Experiment) -> Path:
 
 
 def _publish(tmp: Path, final: Path) -> Path:
-    """Rename a finished temp folder into place (replacing an older folder of the same step)."""
+    """Rename a finished temp folder into place. An older folder of the same step is first moved aside (never
+    under a temp name), so a kill between the two renames leaves it for clean_leftovers to put back."""
     old = None
     if final.exists():
-        old = final.with_name(f"{final.name}{TMP_TAG}old{os.getpid()}")
+        old = tmp_path(final, OLD_TAG)
         os.replace(final, old)
     os.replace(tmp, final)
     fsync_dir(final.parent)
@@ -87,11 +138,33 @@ def _publish(tmp: Path, final: Path) -> Path:
     return final
 
 
-def _remove_unfinished(root: Path) -> None:
-    """Delete leftovers of writes that were killed (names containing .tmp-)."""
-    for p in root.iterdir():
-        if TMP_TAG in p.name:
+def clean_leftovers(root: Path) -> None:
+    """Put back checkpoints a killed _publish left moved aside, then delete unfinished writes (names with .tmp-)
+    that are this writer's, a dead writer's on this machine, or untouched for an hour: never the in-flight
+    temporary folder of another live writer (two sessions sharing a Drive mirror)."""
+    restore_moved_aside(root)
+    for p in sorted(root.iterdir()):
+        if (TMP_TAG in p.name or OLD_TAG in p.name) and leftover_removable(p):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def restore_moved_aside(root: Path) -> list[Path]:
+    """Rename back every checkpoint folder that _publish moved aside and whose writer died before the new copy
+    took its name: it is the only copy of that step. Only the folder's writer should call this (it holds the
+    run directory or the mirror), never a reader."""
+    restored = []
+    for p in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
+        final = p.with_name(p.name.split(OLD_TAG)[0].split(TMP_TAG)[0])
+        if p.is_dir() and is_moved_aside(p) and not final.exists() and leftover_removable(p):
+            os.replace(p, final)
+            restored.append(final)
+            warnings.warn(f"restored {final} from {p.name}, left by a save killed while replacing it", stacklevel=2)
+    return restored
+
+
+def recover(run_dir) -> list[Path]:
+    """Before resuming a run directory or mirror (as its writer): restore checkpoints a killed save moved aside."""
+    return restore_moved_aside(Path(run_dir) / "checkpoints")
 
 
 def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
@@ -157,7 +230,8 @@ def resolve(path, mirror_dir=None) -> Path | None:
 
 
 def load(ckpt_dir, map_location="cpu", *, verify_files: bool = True, trainer_state: bool = True) -> dict:
-    """Load a checkpoint folder: {"model", "ema", "trainer", "exp", "step", "dir"}; never runs code from files."""
+    """Load a checkpoint folder: {"model", "ema", "trainer", "exp", "step", "run_id", "dir"}; never runs code
+    from files."""
     ckpt = Path(ckpt_dir)
     manifest = verify(ckpt) if verify_files else {"step": None}
     out = {"dir": ckpt, "exp": Experiment.from_json(ckpt / "config.json"),
@@ -165,6 +239,7 @@ def load(ckpt_dir, map_location="cpu", *, verify_files: bool = True, trainer_sta
            "ema": {p.stem: load_tensors(p, map_location) for p in sorted(ckpt.glob("ema_*.safetensors"))},
            "trainer": load_trainer_state(ckpt / STATE_FILE, map_location) if trainer_state else None}
     out["step"] = manifest["step"] if manifest["step"] is not None else out["trainer"]["step"]
+    out["run_id"] = manifest.get("run_id") if verify_files else checkpoint_run_id(ckpt)
     return out
 
 
@@ -193,15 +268,57 @@ def check_compatible(saved: Experiment, requested: Experiment, sections=MODEL_SE
                           f"Use the checkpoint's settings, or start a new run directory")
 
 
-def prune(run_dir, keep_last: int, milestone_every_steps: int = 0) -> list[Path]:
-    """Delete checkpoints beyond the newest keep_last, except milestones (step % milestone_every_steps == 0)."""
+def prune(run_dir, keep_last: int, milestone_every_steps: int = 0, known_good=None) -> list[Path]:
+    """Delete checkpoints older than the newest one that verifies, keeping keep_last in all (that one included)
+    and every milestone (step % milestone_every_steps == 0). Newer damaged checkpoints are left alone, and with no
+    verifying checkpoint nothing is deleted: pruning never removes the last good one. `known_good` is a folder
+    just verified (not hashed again)."""
+    found = list_checkpoints(run_dir)
+    good = next((i for i, (_, path) in enumerate(found) if _verifies(path, known_good)), None)
+    if good is None:
+        return []
     removed = []
-    for i, (step, path) in enumerate(list_checkpoints(run_dir)):
+    for i, (step, path) in enumerate(found[good:]):
         milestone = milestone_every_steps > 0 and step % milestone_every_steps == 0
         if i >= max(1, keep_last) and not milestone:
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
+
+
+def _verifies(path: Path, known_good) -> bool:
+    if known_good is not None and Path(known_good) == path:
+        return True
+    try:
+        verify(path)
+        return True
+    except CheckpointError:
+        return False
+
+
+def run_id_of(run_dir) -> str | None:
+    """The run id a run directory (or mirror) holds checkpoints of: latest.json's, else its newest checkpoint's
+    manifest's; None if it has no checkpoints (or only ones written before run ids existed)."""
+    run = Path(run_dir)
+    found = list_checkpoints(run)
+    if not found:
+        return None
+    for path in (run / POINTER, found[0][1] / MANIFEST):
+        try:
+            rid = json.loads(path.read_text()).get("run_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if rid:
+            return rid
+    return None
+
+
+def checkpoint_run_id(ckpt_dir) -> str | None:
+    """The run id in a checkpoint folder's manifest (None for checkpoints older than run ids)."""
+    try:
+        return json.loads((Path(ckpt_dir) / MANIFEST).read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def load_run_all(run_dir, checkpoint=None) -> tuple[Experiment, dict, dict]:

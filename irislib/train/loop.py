@@ -1,11 +1,13 @@
 """One Trainer for the VAE and the diffusion model: exact micro-batch accumulation, AMP, EMA, LR schedules,
-NaN guard, metrics.jsonl, dead-unit figure, atomic checkpoints with a Drive mirror, exact resume, torchrun/DDP."""
+NaN guard (loss and gradients), metrics.jsonl, dead units, run ids, atomic checkpoints with a leased Drive mirror,
+exact resume, torchrun/DDP."""
 from __future__ import annotations
 
 import contextlib
 import copy
 import hashlib
 import random
+import secrets
 import time
 import warnings
 from pathlib import Path
@@ -19,7 +21,7 @@ from .. import __version__, checkpoint
 from ..config import ConfigError, Experiment
 from . import distributed, lr as lr_lib
 from .ema import EMA
-from .metrics import LossMeter, Reporter, dead_unit_fraction
+from .metrics import LossMeter, Reporter, dead_unit_shares
 
 PROBE_SIZE = 8  # images in the fixed dead-unit probe batch
 
@@ -31,8 +33,9 @@ class TrainingDiverged(RuntimeError):
 class Trainer:
     """Trains `model` on `dataset` with `task.loss`; writes run_dir (config, checkpoints, metrics.jsonl).
 
-    resume: None (fresh; refuses a run_dir that already has checkpoints), "auto" (newest good checkpoint in run_dir
-    or train.mirror_dir, else fresh), or a run directory / checkpoint folder. progress: None/True = tqdm bar on rank
+    resume: None (fresh, with a new run id; refuses a run_dir or train.mirror_dir that already holds checkpoints),
+    "auto" (newest good checkpoint in run_dir or train.mirror_dir, else fresh), or a run directory / checkpoint
+    folder (which may be another run's, into folders holding no other run). progress: None/True = tqdm bar on rank
     0, False = none, or a callable(record) called at every log. sample_fn(model_or_ema, step) is called on rank 0
     every train.sample_every_steps and at the end, with the EMA of the first rate when there is one.
     """
@@ -54,15 +57,30 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
         self.ema = EMA(self.model, self.cfg.ema_rate, self.cfg.ema_warmup)
         self.step = self.epoch = self.pos = 0
-        self.counters = {"nan_steps": 0, "skipped_steps": 0}
-        self.nan_in_row, self.last_checkpoint, self.saved_step = 0, None, None
+        self.counters = {"nan_steps": 0, "nan_grad_steps": 0, "skipped_steps": 0}
+        self.nan_in_row, self.last_checkpoint, self.saved_step, self.run_id = 0, None, None, None
         self.meter, self._grad_norms, self._iter, self._probe_batch = LossMeter(), [], None, None
         is_main = self.dist.is_main
+        # The mirror's lease first: a second session on the same Drive folder is refused before it reads anything.
         self.mirror = checkpoint.Mirror(self.cfg.mirror_dir, self.cfg.keep_last, self.cfg.milestone_every_steps) \
             if self.cfg.mirror_dir and is_main else None
-        self._resume(resume)
-        if is_main:
-            checkpoint.write_config(self.run_dir, exp)
+        try:
+            self._resume(resume)
+            if is_main:
+                with self._explain_full():
+                    checkpoint.write_config(self.run_dir, exp)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Finish the mirror copy in flight and release the mirror (run() does this at its end)."""
+        if self.mirror is not None:
+            self.mirror.close()
+
+    def _explain_full(self):
+        """Context: a full disk while writing the run directory becomes one DiskFullError line."""
+        return checkpoint.explain_disk_full(self.run_dir, "the run directory")
 
     @property
     def is_main(self) -> bool:
@@ -85,22 +103,10 @@ class Trainer:
         self.total_steps = lr_lib.total_steps(cfg, self.steps_per_epoch)
 
     def _resume(self, resume) -> None:
-        if resume is None:
-            if checkpoint.list_checkpoints(self.run_dir):
-                raise FileExistsError(f"{self.run_dir} already holds checkpoints; pass resume='auto' to continue "
-                                      f"that run, or choose a new run directory")
-            return self._start_fresh()
-        found = None
-        if self.dist.is_main:
-            if resume == "auto":
-                found = checkpoint.find_resume(self.run_dir, self.cfg.mirror_dir or None)
-            else:
-                found = checkpoint.resolve(resume)
-                if found is None:
-                    raise FileNotFoundError(f"resume={resume!r} holds no usable checkpoint")
-        found = distributed.broadcast_object(str(found) if found else None)
+        found, run_id = self._find_resume(resume) if self.dist.is_main else (None, None)
+        found, self.run_id = distributed.broadcast_object((str(found) if found else None, run_id))
         if found is None:
-            return self._start_fresh()  # nothing to resume
+            return self._start_fresh()
         data = checkpoint.load(found, map_location=self.device)
         sections = getattr(self.task, "config_sections", checkpoint.store.MODEL_SECTIONS)
         checkpoint.check_compatible(data["exp"], self.exp, sections, source=str(found))
@@ -108,6 +114,62 @@ class Trainer:
         self.last_checkpoint, self.saved_step = Path(found), self.step
         if self.dist.is_main:
             checkpoint.restore_metrics(self.run_dir, Path(found).parent.parent, self.step)
+
+    def _find_resume(self, resume) -> tuple[Path | None, str]:
+        """(checkpoint to resume or None for a fresh start, run id). A run directory and its mirror hold one run
+        each: a checkpoint of another run is refused unless named explicitly, into folders that hold no other run.
+        """
+        mirror = self.cfg.mirror_dir or None
+        for folder in (self.run_dir, mirror):  # as their writer: put back checkpoints a killed save moved aside
+            if folder:
+                checkpoint.recover(folder)
+        if resume is None:
+            if checkpoint.list_checkpoints(self.run_dir):
+                raise FileExistsError(f"{self.run_dir} already holds checkpoints; pass resume='auto' to continue "
+                                      f"that run, or choose a new run directory")
+            if mirror and checkpoint.list_checkpoints(mirror):
+                raise FileExistsError(
+                    f"train.mirror_dir {mirror} already holds checkpoints (run {checkpoint.run_id_of(mirror)}, "
+                    f"newest step {checkpoint.list_checkpoints(mirror)[0][0]}); to continue that run pass "
+                    f"resume='auto' (--resume auto), or set train.mirror_dir to a new folder for a fresh run")
+            return None, new_run_id()
+        if resume == "auto":
+            found = checkpoint.find_resume(self.run_dir, mirror)
+            if found is None:
+                self._refuse_only_damaged(mirror)
+                return None, new_run_id()
+        else:
+            found = checkpoint.resolve(resume)
+            if found is None:
+                raise FileNotFoundError(f"resume={resume!r} holds no usable checkpoint")
+        run_id = checkpoint.checkpoint_run_id(found)
+        self._refuse_other_run(found, run_id, mirror, explicit=resume != "auto")
+        return found, run_id or checkpoint.run_id_of(self.run_dir) or new_run_id()
+
+    def _refuse_other_run(self, found, run_id, mirror, explicit: bool) -> None:
+        """One clear error if the run directory or the mirror holds checkpoints of a run other than `found`'s."""
+        for folder, is_mirror in ((self.run_dir, False), (mirror, True)):
+            held = checkpoint.run_id_of(folder) if folder else None
+            if not (held and run_id and held != run_id):
+                continue
+            if is_mirror:
+                raise ConfigError(
+                    f"train.mirror_dir {folder} holds checkpoints of run {held}, but {found} belongs to run {run_id}; "
+                    f"set train.mirror_dir to a new folder, or continue the mirror's run with resume='{folder}' "
+                    f"into a new run directory")
+            how = "" if explicit else f" (it is newer than {folder}'s own; resume='auto' looks in both)"
+            raise ConfigError(
+                f"{found} belongs to run {run_id}, but run directory {folder} holds checkpoints of run {held}"
+                f"{how}; continue {found} with resume='{found}' into a new run directory (--out), or set "
+                f"train.mirror_dir to a new folder to continue {folder}'s own run")
+
+    def _refuse_only_damaged(self, mirror) -> None:
+        """resume='auto' found no good checkpoint: starting fresh over damaged ones would bury them."""
+        held = [str(d) for d in (self.run_dir, mirror) if d and checkpoint.list_checkpoints(d)]
+        if held:
+            raise checkpoint.CheckpointError(
+                f"{' and '.join(held)} hold checkpoints but none of them verifies (see the warnings above); move "
+                f"them away to start fresh, or train into a new run directory")
 
     def _start_fresh(self) -> None:
         # Seed the global RNGs (dropout, user code) per rank; a resume restores them from the checkpoint instead.
@@ -126,7 +188,7 @@ class Trainer:
                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
                    "task": self.task.state_dict() if hasattr(self.task, "state_dict") else None,
                    "rng": distributed.all_gather_object(capture_rng_state()),
-                   "counters": dict(self.counters), "world_size": self.dist.world_size,
+                   "counters": dict(self.counters), "world_size": self.dist.world_size, "run_id": self.run_id,
                    "irislib_version": __version__, "torch_version": str(torch.__version__), "time": time.time()}
         return {"model": self.model.state_dict(), "ema": self.ema.state_dict(), "trainer": trainer}
 
@@ -181,7 +243,6 @@ class Trainer:
         finite, terms = self.forward_backward(batch)
         took = False
         if finite:
-            self.nan_in_row = 0
             for t in terms:
                 self.meter.add(t, getattr(self.task, "num_timesteps", None))
             took = self._optimizer_step()
@@ -224,10 +285,18 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
 
     def _optimizer_step(self) -> bool:
-        """Unscale, clip (norm always measured), step through the GradScaler, update EMA; False if skipped."""
+        """Unscale, clip (norm always measured), step through the GradScaler, update EMA; False if skipped.
+
+        A non-finite gradient norm with a finite loss (fp32/bf16: no GradScaler to catch it) skips the step like a
+        non-finite loss: one NaN in the gradients would otherwise reach the weights, the EMA and Adam's moments.
+        """
         self.scaler.unscale_(self.opt)
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if not self.scaler.is_enabled() and not torch.isfinite(norm):
+            self._skip_nonfinite("gradient norm")
+            return False
+        self.nan_in_row = 0
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.opt)
         self.scaler.update()
@@ -239,17 +308,21 @@ class Trainer:
             self.counters["skipped_steps"] += 1
         return took
 
-    def _skip_nonfinite(self) -> None:
+    def _skip_nonfinite(self, what: str = "loss") -> None:
+        """Drop this step's gradients; count it; stop after train.nan_patience bad steps in a row."""
         self.opt.zero_grad(set_to_none=True)
-        self.counters["nan_steps"] += 1
+        self.counters["nan_steps" if what == "loss" else "nan_grad_steps"] += 1
         self.nan_in_row += 1
+        if what != "loss":
+            warnings.warn(f"step {self.step}: the {what} is NaN/inf with a finite loss; step skipped "
+                          f"({self.nan_in_row} in a row)", RuntimeWarning, stacklevel=3)
         if self.nan_in_row >= self.cfg.nan_patience:
             last = self.last_checkpoint or "none yet"
             raise TrainingDiverged(
-                f"training stopped at step {self.step}: the loss was NaN/inf for {self.nan_in_row} steps in a row "
-                f"(train.nan_patience={self.cfg.nan_patience}); nothing was saved after the loss went bad. "
-                f"Last good checkpoint: {last}. Lower train.lr, set train.grad_clip, or use precision=fp32/bf16, "
-                f"then resume")
+                f"training stopped at step {self.step}: the loss or gradient norm was NaN/inf for "
+                f"{self.nan_in_row} steps in a row (train.nan_patience={self.cfg.nan_patience}); nothing was saved "
+                f"after it went bad. Last good checkpoint: {last}. Lower train.lr, set train.grad_clip, or use "
+                f"precision=fp32/bf16, then resume")
 
     # --- the loop ----------------------------------------------------------------------------------
     def run(self) -> dict:
@@ -257,19 +330,19 @@ class Trainer:
         reporter = Reporter(self)
         self._last_save_time = time.monotonic()
         try:
-            while self.step < self.total_steps:
-                batch = self._next_batch()
-                self.train_step(batch)
-                reporter.after_step(batch.shape[0] * self.dist.world_size)
-                self._maybe_sample()
-                self._maybe_save()
-            if self.saved_step != self.step:
-                self.save()
-            self._sample()
+            with self._explain_full():
+                while self.step < self.total_steps:
+                    batch = self._next_batch()
+                    self.train_step(batch)
+                    reporter.after_step(batch.shape[0] * self.dist.world_size)
+                    self._maybe_sample()
+                    self._maybe_save()
+                if self.saved_step != self.step:
+                    self.save()
+                self._sample()
         finally:
             reporter.close()
-            if self.mirror is not None:
-                self.mirror.join()
+            self.close()
         distributed.barrier()
         return {**reporter.last, "step": self.step, "epoch": self.epoch, "run_dir": str(self.run_dir),
                 "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None}
@@ -321,10 +394,11 @@ class Trainer:
             self.sample_fn(model, self.step)
         model.train(was_training)
 
-    def dead_units(self) -> float | None:
-        """Share of activation channels that never fire on a fixed probe batch (see metrics.dead_unit_fraction)."""
+    def dead_units(self) -> dict[str, float]:
+        """{"dead_units", "dead_units_<type>"}: shares of activation channels dead on a fixed probe batch
+        (see metrics.dead_units_by_layer); {"dead_units": None} when the model cannot be probed."""
         if self._probe_batch is False:
-            return None
+            return {"dead_units": None}
         if self._probe_batch is None:
             n = min(len(self.dataset), PROBE_SIZE, max(self.micro, 1))
             items = [self.dataset[i] for i in range(n)]
@@ -338,17 +412,22 @@ class Trainer:
         self.model.eval()
         try:
             with torch.no_grad(), self._autocast():
-                return dead_unit_fraction(self.model, forward)
+                return dead_unit_shares(self.model, forward) or {"dead_units": None}
         except (TypeError, RuntimeError) as e:
             warnings.warn(f"dead-unit probe failed ({e}); give the task a probe(model, batch, generator) method",
                           RuntimeWarning, stacklevel=2)
             self._probe_batch = False
-            return None
+            return {"dead_units": None}
         finally:
             self.model.train(was_training)
 
 
 # --- RNG: global states as plain data; the trainer's own generators are closed-form in (seed, step, rank) ---
+
+def new_run_id() -> str:
+    """A fresh run id: the UTC start time (readable in messages) plus random hex (unique)."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
+
 
 def derive_seed(seed: int, step: int, stream: str, rank: int = 0) -> int:
     """A 63-bit seed for one (seed, step, stream, rank); streams are e.g. "flip", "task", "probe"."""

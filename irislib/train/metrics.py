@@ -1,5 +1,5 @@
-"""Training statistics: interval loss means (with guided-diffusion's timestep quartiles), dead units, and the
-Reporter that writes metrics.jsonl records and drives the progress bar (rank 0 writes; all ranks reduce)."""
+"""Training statistics: interval loss means (with guided-diffusion's timestep quartiles), dead units per activation
+type, and the Reporter that writes metrics.jsonl records and drives the progress bar (rank 0 writes; all ranks reduce)."""
 from __future__ import annotations
 
 import time
@@ -54,32 +54,65 @@ class LossMeter:
         return {k: s / c for k, s, c in zip(keys, sums, counts) if c > 0}
 
 
-@torch.no_grad()
-def dead_unit_fraction(model: nn.Module, forward) -> float | None:
-    """Share of activation channels that never fire on a probe batch: pre-activation <= 0 everywhere.
+DEAD_GRAD = 1e-6  # |d output / d input| below this at every position: no gradient reaches the unit's input
 
-    Hooks every activation module (ReLU, SiLU, GELU, ...), runs forward() once and counts channels (dim 1) whose
-    input is <= 0 for all samples and positions; None if the model has no activation modules.
+
+def dead_units_by_layer(model: nn.Module, forward) -> dict[str, tuple[str, int, int]]:
+    """{layer name: (activation type, dead channels, channels)} over one probe pass forward().
+
+    A channel (dim 1) is dead when its output is the same value at every sample and position (a ReLU that is zero
+    everywhere) or when the activation's own derivative is ~0 there (a SiLU driven far negative): either way it
+    passes no signal and no gradient. A SiLU at -0.5 is alive (derivative 0.26), which an input-sign test misses.
     """
-    maxima: list[torch.Tensor] = []
+    found: dict[str, tuple[str, int, int]] = {}
 
-    def hook(_module, inputs, _output):
-        x = inputs[0]
-        if x.dim() >= 2:
-            maxima.append(x.detach().float().transpose(0, 1).flatten(1).amax(1))  # [C]
+    def pre_hook(name):
+        def hook(module, inputs):
+            x = inputs[0]
+            if isinstance(x, torch.Tensor) and x.dim() >= 2 and x.is_floating_point():
+                dead = _dead_channels(module, x)
+                found[name] = (type(module).__name__.lower(), int(dead.sum()), dead.numel())
+        return hook
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, ACTIVATIONS)]
-    if not handles:
-        return None
+    handles = [m.register_forward_pre_hook(pre_hook(n)) for n, m in model.named_modules()
+               if isinstance(m, ACTIVATIONS)]
     try:
-        forward()
+        if handles:
+            forward()
     finally:
         for h in handles:
             h.remove()
-    if not maxima:
-        return None
-    allmax = torch.cat(maxima)
-    return float((allmax <= 0).float().mean())
+    return found
+
+
+def _dead_channels(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """[C] bool: output constant over batch and positions, or |local derivative| <= DEAD_GRAD everywhere."""
+    x = x.detach().float().clone().requires_grad_(True)  # clone: an in-place activation must not touch the input
+    with torch.enable_grad(), torch.autocast(x.device.type, enabled=False):
+        y = module.forward(x)  # .forward: the hooks must not fire again
+        (grad,) = torch.autograd.grad(y.sum(), x)  # elementwise activation: the local derivative
+    out, grad = y.detach().transpose(0, 1).flatten(1), grad.transpose(0, 1).flatten(1)  # [C, N]
+    no_grad = grad.abs().amax(1) <= DEAD_GRAD
+    if out.shape[1] < 2:  # one value per channel (e.g. an embedding for one image): "constant" means nothing
+        return no_grad
+    spread = out.amax(1) - out.amin(1)
+    return no_grad | (spread <= 1e-6 * (1.0 + out.abs().amax(1)))
+
+
+def dead_unit_shares(model: nn.Module, forward) -> dict[str, float]:
+    """{"dead_units": share over all activation channels, "dead_units_<type>": share per activation type};
+    {} if the model has no activation modules."""
+    totals: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for kind, dead, n in dead_units_by_layer(model, forward).values():
+        for key in ("dead_units", f"dead_units_{kind}"):
+            totals[key][0] += dead
+            totals[key][1] += n
+    return {k: d / n for k, (d, n) in totals.items() if n}
+
+
+def dead_unit_fraction(model: nn.Module, forward) -> float | None:
+    """Share of all activation channels that are dead on a probe pass (see dead_units_by_layer); None if none."""
+    return dead_unit_shares(model, forward).get("dead_units")
 
 
 class Reporter:
@@ -112,11 +145,12 @@ class Reporter:
                   "grad_norm": sum(norms) / len(norms) if norms else None,
                   "img_per_s": self._images / elapsed, "peak_mem_mb": peak_memory_mb(tr.device),
                   "skipped_steps": tr.counters["skipped_steps"], "nan_steps": tr.counters["nan_steps"],
+                  "nan_grad_steps": tr.counters.get("nan_grad_steps", 0),
                   "time": time.time()}
         tr._grad_norms = []
         self._t0, self._images = time.perf_counter(), 0
         if tr.dist.is_main:
-            record["dead_units"] = tr.dead_units()
+            record.update(tr.dead_units())
             checkpoint.append_metrics(tr.run_dir, record)
             self.bar.set_postfix(loss=f"{losses.get('loss', float('nan')):.4g}", lr=f"{record['lr']:.3g}",
                                  img_s=f"{record['img_per_s']:.1f}", refresh=False)

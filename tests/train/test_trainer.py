@@ -118,12 +118,67 @@ def test_metrics_records_and_quartiles(tmp_path):
 def test_dead_unit_fraction_counts_channels_that_never_fire():
     model = ToyNet(hidden=4, act=nn.ReLU)
     with torch.no_grad():
-        model.conv1.weight.zero_()
-        model.conv1.bias.copy_(torch.tensor([-1.0, -2.0, 0.5, 1.0]))  # two channels dead
+        model.conv1.bias.copy_(torch.tensor([-100.0, -100.0, 0.0, 0.0]))  # two channels below zero everywhere
     x = torch.randn(3, 1, 8, 8)
     assert dead_unit_fraction(model, lambda: model(x)) == 0.5
     assert dead_unit_fraction(nn.Conv2d(1, 1, 1), lambda: None) is None
-    assert not model.act._forward_hooks  # hooks removed
+    assert not model.act._forward_pre_hooks and not model.act._forward_hooks  # hooks removed
+
+
+class NaNGrad(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss whose gradient is NaN."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+class NaNGradAt(ToyTask):
+    """Toy task whose loss stays finite but whose gradients are NaN at the given steps."""
+
+    def __init__(self, bad_steps):
+        super().__init__()
+        self.bad_steps = set(bad_steps)
+
+    def loss(self, model, batch, generator):
+        if self.step in self.bad_steps:
+            wrapped = lambda x: NaNGrad.apply(model(x))  # noqa: E731
+            out = super().loss(wrapped, batch, generator)
+            assert torch.isfinite(out["loss"]).all()
+            return out
+        return super().loss(model, batch, generator)
+
+
+def _all_finite(tr) -> bool:
+    tensors = list(tr.model.parameters()) + [t for sd in tr.ema.shadows.values() for t in sd.values()]
+    tensors += [v for st in tr.opt.state.values() for v in st.values() if torch.is_tensor(v)]
+    return all(torch.isfinite(t).all() for t in tensors)
+
+
+@pytest.mark.parametrize("grad_clip", [0.0, 1.0])
+def test_nan_gradients_with_a_finite_loss_skip_the_step(tmp_path, grad_clip):
+    tr = _trainer(tmp_path, task=NaNGradAt({3}), max_steps=6, grad_clip=grad_clip, save_every_steps=2)
+    with pytest.warns(RuntimeWarning, match="step 3: the gradient norm is NaN/inf with a finite loss; step skipped"):
+        result = tr.run()
+    assert result["step"] == 6 and tr.counters["nan_grad_steps"] == 1 and tr.counters["nan_steps"] == 0
+    assert _all_finite(tr)  # weights, EMA and Adam state
+    rows = checkpoint.read_metrics(tmp_path / "run")
+    assert [r["nan_grad_steps"] for r in rows] == [0, 0, 0, 1, 1, 1]
+    assert all(torch.isfinite(v).all() for v in checkpoint.load(checkpoint.find_resume(tmp_path / "run"))["model"]
+               .values())
+
+
+def test_nan_gradients_in_a_row_stop_cleanly_at_the_last_good_checkpoint(tmp_path):
+    tr = _trainer(tmp_path, task=NaNGradAt(range(4, 100)), max_steps=20, save_every_steps=2, nan_patience=3)
+    with pytest.raises(TrainingDiverged, match=r"loss or gradient norm was NaN/inf for 3 steps in a row.*"
+                                               r"step_000004"), pytest.warns(RuntimeWarning):
+        tr.run()
+    assert tr.counters["nan_grad_steps"] == 3 and _all_finite(tr)
+    assert checkpoint.find_resume(tmp_path / "run").name == "step_000004"
 
 
 def test_sample_fn_gets_the_ema_model(tmp_path):

@@ -33,7 +33,7 @@ def die_inside_write(spec: str) -> None:
     def patched(path, write):
         count[0] += Path(path).name == name
         if Path(path).name == name and count[0] == int(k):
-            tmp = Path(path).with_name(f"{Path(path).name}{files.TMP_TAG}{os.getpid()}")
+            tmp = files.tmp_path(Path(path))
             write(tmp)
             os.kill(os.getpid(), signal.SIGKILL)
         return original(path, write)
