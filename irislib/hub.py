@@ -175,14 +175,16 @@ def fetch_run(name: str, manifest: str | Path | dict | None = None, cache_dir: s
         raise ConfigError(f"{entry['_manifest']} has no \"config\"; fetch_run needs it to rebuild the model")
     run = weights.parent / "run"
     stamp = run / ".source_sha256"
-    if stamp.is_file() and stamp.read_text().strip() == entry["sha256"]:
+    # (verified cache file, its name in run/, sha256): run/ is reused only while it holds exactly these files.
+    links = [(weights, "model.safetensors", entry["sha256"])] + \
+        [(weights.parent / e["filename"], e["filename"], e["sha256"]) for e in entry.get("files", [])]
+    if stamp.is_file() and stamp.read_text().strip() == entry["sha256"] and _run_is_current(run, links):
         return run
     tmp = Path(tempfile.mkdtemp(prefix=".run-", dir=weights.parent))
     try:
         # A bare run: config.json + model.safetensors (+ extra files such as prior.safetensors) at the top level.
-        _link_or_copy(weights, tmp / "model.safetensors")
-        for extra in entry.get("files", []):
-            _link_or_copy(weights.parent / extra["filename"], tmp / extra["filename"])
+        for src, name, _ in links:
+            _link_or_copy(src, tmp / name)
         (tmp / "config.json").write_text(json.dumps(entry["config"], indent=2) + "\n")
         (tmp / stamp.name).write_text(entry["sha256"] + "\n")
         shutil.rmtree(run, ignore_errors=True)
@@ -190,6 +192,18 @@ def fetch_run(name: str, manifest: str | Path | dict | None = None, cache_dir: s
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return run
+
+
+def _run_is_current(run: Path, links: list[tuple[Path, str, str]]) -> bool:
+    """True if each run/ file is the verified cache file itself (the same hard-linked inode) or a copy with its
+    sha256. A re-download after a damaged cache gets a new inode, so a run/ still linked to the old one is rebuilt."""
+    for src, name, sha in links:
+        dst = run / name
+        if not dst.is_file():
+            return False
+        if not (os.path.samefile(src, dst) or sha256_file(dst) == sha.lower()):
+            return False
+    return True
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:

@@ -284,3 +284,19 @@ def test_shipped_pair_verifies_and_loads(tmp_path, monkeypatch):
     vae, prior = pipeline.load_vae("tiny-synthetic-vae")
     assert exp.unet.image_size == vae.cfg.image_size == 32 and prior is not None
     assert diffusion.num_timesteps == exp.diffusion.diffusion_steps
+
+
+def test_fetch_run_never_serves_weights_the_cache_replaced(sandbox):
+    run = make_run(sandbox, unet=False)
+    entry = hub.register(run, name="v")
+    run_copy = hub.fetch_run("v")
+    cached = hub.fetch("v")
+    with open(cached, "r+b") as f:  # damaged in place: the cache file and run/model.safetensors share the inode
+        f.seek(100)
+        f.write(b"\x00garbage\x00")
+    again = hub.fetch_run("v")  # fetch() deletes and re-downloads the damaged cache file; run/ must follow it
+    assert hub.sha256_file(cached) == entry["sha256"]
+    assert hub.sha256_file(again / "model.safetensors") == entry["sha256"]
+    exp, state = checkpoint.load_run(again)
+    assert torch.equal(state["encoder.conv_in.weight"], torch.full((2, 2), 2.0))
+    assert again == run_copy

@@ -59,7 +59,7 @@ class GaussianMixturePrior(nn.Module):
             # M-step: weighted moments.
             nk = r.sum(0) + 1e-10  # [K]
             mu = (r.T @ x) / nk[:, None]
-            var = (r.T @ (x * x)) / nk[:, None] - mu ** 2
+            var = _centred_variances(x, r, mu, nk)  # [K, D]
             w, log_var = nk / nk.sum(), torch.maximum(var, floor).log()
             mean_ll = total.mean().item()
             if abs(mean_ll - prev) < tol * max(1.0, abs(mean_ll)):
@@ -96,7 +96,17 @@ def _kmeanspp(x: torch.Tensor, k: int, generator: torch.Generator | None) -> tor
 
 
 def _component_ll(x: torch.Tensor, w: torch.Tensor, mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
-    """log(w_k N(x | mu_k, diag exp(log_var_k))) [N, K] without an [N, K, D] intermediate."""
+    """log(w_k N(x | mu_k, diag exp(log_var_k))) [N, K], one component at a time ([N, D] memory, not [N, K, D]).
+
+    The Mahalanobis term is summed from centred differences (x - mu_k)^2 / var_k: the expanded form
+    x^2/var - 2 x mu/var + mu^2/var cancels catastrophically for a near-constant dimension (var ~ 1e-16 times
+    the data scale), which swamped every real dimension.
+    """
     inv_var = (-log_var).exp()  # [K, D]
-    maha = (x * x) @ inv_var.T - 2 * x @ (mu * inv_var).T + (mu * mu * inv_var).sum(1)  # [N, K]
+    maha = torch.stack([((x - mu[k]) ** 2) @ inv_var[k] for k in range(mu.shape[0])], dim=1)  # [N, K]
     return -0.5 * (maha + log_var.sum(1) + x.shape[1] * math.log(2 * math.pi)) + w.clamp_min(1e-300).log()
+
+
+def _centred_variances(x: torch.Tensor, r: torch.Tensor, mu: torch.Tensor, nk: torch.Tensor) -> torch.Tensor:
+    """Responsibility-weighted variances [K, D] from centred squares (E[x^2] - mu^2 cancels like the above)."""
+    return torch.stack([r[:, k] @ (x - mu[k]) ** 2 for k in range(mu.shape[0])]) / nk[:, None]

@@ -82,3 +82,16 @@ def test_variance_floor_and_errors():
         GaussianMixturePrior(5, 2).fit(torch.randn(3, 2))
     with pytest.raises(ValueError, match="dimensions"):
         GaussianMixturePrior(2, 3).fit(torch.randn(10, 2))
+
+
+def test_constant_latent_dimensions_do_not_change_the_fit():
+    # Near-constant latent dimensions (a collapsed VAE channel) get variances at the floor, ~1e-16 of the data
+    # scale; the expanded Mahalanobis form cancelled there and swamped the three real dimensions.
+    x = draw_mixture(600, 0)
+    plain = GaussianMixturePrior(3, 3).fit(x, generator=torch.Generator().manual_seed(1))
+    padded = torch.cat([x, torch.full((len(x), 50), 3.7)], 1)
+    fitted = GaussianMixturePrior(3, 53).fit(padded, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(fitted.weights, plain.weights, atol=1e-4)
+    assert torch.allclose(fitted.means[:, :3], plain.means, atol=1e-3)
+    assert torch.allclose(fitted.means[:, 3:], torch.full((3, 50), 3.7), atol=1e-5)
+    assert torch.isfinite(fitted.log_prob(padded)).all()
