@@ -204,7 +204,7 @@ class TrainConfig:
         if any(not 0.0 < r < 1.0 for r in self.ema_rate):
             raise ConfigError(f"{section}.ema_rate={self.ema_rate}: each rate must be in (0, 1), e.g. 0.9999")
         if self.lr_schedule == "gear":
-            _validate_gear(self.gear, section)
+            _validate_gear(self.gear, section, self.lr)
         if self.epochs < 0 or self.max_steps < 0:
             raise ConfigError(f"{section}.epochs and {section}.max_steps must be >= 0 (0 = no limit)")
 
@@ -412,7 +412,7 @@ def _choice(obj, section: str, name: str, allowed) -> None:
                           f"{_did_you_mean(value, allowed) if isinstance(value, str) else ''}")
 
 
-def _validate_gear(gear, section: str) -> None:
+def _validate_gear(gear, section: str, lr: float) -> None:
     if not gear or any(len(g) != 2 for g in gear):
         raise ConfigError(f"{section}.gear must be [[start_epoch, lr], ...] starting at epoch 0 for "
                           f"lr_schedule=gear, e.g. [[0, 3e-4], [250, 1e-4]]")
@@ -421,3 +421,10 @@ def _validate_gear(gear, section: str) -> None:
         raise ConfigError(f"{section}.gear start epochs {starts} must begin at 0 and increase")
     if any(g[1] <= 0 for g in gear):
         raise ConfigError(f"{section}.gear learning rates must be > 0")
+    if abs(lr - gear[0][1]) > 1e-12 * lr:  # under gear, lr is the table's first rate: a lone --set train.lr is refused
+        epoch = [int(g[0]) if float(g[0]).is_integer() else g[0] for g in gear]
+        scaled = [[e, float(f"{g[1] * lr / gear[0][1]:.3g}")] for e, g in zip(epoch, gear)]
+        table = json.dumps([[e, g[1]] for e, g in zip(epoch, gear)])
+        raise ConfigError(f"{section}.lr={lr:g} differs from the first rate of {section}.gear={table} "
+                          f"(lr_schedule=gear uses the table). To scale the table set "
+                          f"{section}.gear={json.dumps(scaled)}, or set {section}.lr={gear[0][1]:g} to keep it")

@@ -21,7 +21,8 @@ def lr_at(cfg: TrainConfig, step: int, *, epoch: int | None = None, steps_per_ep
     constant: lr. warmup: lr * min(1, (step + 1) / warmup_steps). cosine: warm-up as above, then
     lr * (1 + cos(pi * p)) / 2 with p = (step - warmup) / (total - warmup), i.e. 0 reached at step `total`.
     gear: lr of the last [start_epoch, lr] entry of cfg.gear with start_epoch <= epoch
-    (epoch defaults to step // steps_per_epoch).
+    (epoch defaults to step // steps_per_epoch); config validation refuses a train.lr other than the table's first
+    rate, so a lone --set train.lr cannot be silently ignored.
     """
     name = cfg.lr_schedule
     if name == "constant":

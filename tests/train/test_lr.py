@@ -71,3 +71,20 @@ def test_resume_mid_schedule_replays_the_same_lrs(tmp_path, schedule):
     ma = load(tmp_path / "a/checkpoints/step_000009")["model"]
     mb = load(tmp_path / "b/checkpoints/step_000009")["model"]
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_set_train_lr_under_gear_is_refused_with_the_scaled_table(capsys, tmp_path):
+    from irislib import cli, presets
+    with pytest.raises(ConfigError, match=r"train.lr=0.0001 differs from the first rate of "
+                                          r"train.gear=\[\[0, 0.0003\], \[250, 0.0001\]\].*set "
+                                          r"train.gear=\[\[0, 0.0001\], \[250, 3.33e-05\]\], or set train.lr=0.0003"):
+        presets.get("seed-128-gear").override(["train.lr=1e-4"]).validate()
+    # The suggested table is accepted as it is printed, and the schedule then follows it.
+    exp = presets.get("seed-128-gear").override(["train.lr=1e-4", "train.gear=[[0, 0.0001], [250, 3.33e-05]]"])
+    cfg = exp.validate().train
+    assert lr_at(cfg, 0, epoch=0) == 1e-4 and lr_at(cfg, 0, epoch=300) == 3.33e-05
+    # From the command line: one line, exit code 2, before any data is read.
+    argv = ["train-diffusion", "--preset", "seed-128-gear", "--set", "train.lr=1e-4", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 2 and not (tmp_path / "run").exists()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("irislib train-diffusion: error: train.lr=0.0001 differs")
