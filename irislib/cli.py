@@ -32,6 +32,13 @@ def experiment_from_args(args) -> Experiment:
     return exp.override(overrides).validate()
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 10,20,50")
+
+
 def _resume(value: str):
     return None if value in ("no", "none", "") else value
 
@@ -52,7 +59,7 @@ def cmd_sample(args) -> None:
     res = pipeline.sample(args.unet, vae_run=args.vae, out=args.out, n=args.n, strength=args.strength,
                           steps=args.steps, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size,
                           device=args.device, bit_depth=args.bit_depth, use_ema=not args.no_ema,
-                          progress=not args.quiet)
+                          progress=not args.quiet, respacing=args.respacing)
     print(f"wrote {len(res.paths)} images to {args.out} (t0={res.t0}, UNet calls per image={res.nfe})")
 
 
@@ -60,7 +67,9 @@ def cmd_evaluate(args) -> None:
     from . import report as reports
     if args.unet:
         report = reports.compare(args.unet, args.vae, args.out, strengths=args.strengths, steps=args.steps,
-                                  n=args.n, seed=args.seed, reference=args.reference, sampler=args.sampler)
+                                  n=args.n, seed=args.seed, reference=args.reference, sampler=args.sampler,
+                                  vanilla_unet=args.vanilla_unet, peer_steps=args.peer_steps,
+                                  n_reference=args.n_reference)
     else:
         if not args.images:
             raise ConfigError("evaluate needs --images DIR (a folder of PNGs) or --unet RUN for the comparison report")
@@ -133,8 +142,10 @@ def _add_sample_command(sub) -> None:
     p.add_argument("--out", required=True, help="output folder for PNGs, grid.png and settings.json")
     p.add_argument("--n", type=int, default=16, help="number of images")
     p.add_argument("--strength", type=float, default=0.5, help="noise std at the start: 0 = keep the VAE draft, "
-                   "1 = pure noise")
-    p.add_argument("--steps", default="50", help="UNet calls per image (int) or a respacing string like ddim25")
+                   "1 = pure noise (a noise level, not diffusers' fraction of steps)")
+    p.add_argument("--steps", type=int, default=50, help="UNet calls per image, spread from t0 down to 0")
+    p.add_argument("--respacing", default="", help="instead of --steps: guided-diffusion's respacing of the whole "
+                   "chain, e.g. ddim25 or 250 (the start is the grid step nearest --strength)")
     p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++2m"])
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, at any batch size")
     p.add_argument("--batch-size", type=int, default=16)
@@ -155,8 +166,14 @@ def _add_evaluate_command(sub) -> None:
                    "data with --unet, synthetic:64 with --images)")
     p.add_argument("--out", required=True, help="folder for report.json and figures")
     p.add_argument("--strengths", type=lambda s: [float(x) for x in s.split(",")], default=[0.3, 0.5, 0.7])
-    p.add_argument("--steps", type=int, default=20, help="UNet calls per image, equal for every method")
-    p.add_argument("--n", type=int, default=16)
+    p.add_argument("--steps", type=_int_list, default=[20], help="UNet calls per image, equal for every method; "
+                   "a list such as 10,20,50 repeats every method at each")
+    p.add_argument("--vanilla-unet", help="a full-chain UNet trained with the same budget: vanilla (pure-noise) "
+                   "sampling, and hybrid at --peer-steps, when --unet is truncated (diffusion.max_strength < 1)")
+    p.add_argument("--peer-steps", type=_int_list, help="UNet calls for the full-chain UNet's hybrid rows "
+                   "(default: the first --steps value)")
+    p.add_argument("--n-reference", type=int, default=256, help="reference images (held out from training)")
+    p.add_argument("--n", type=int, default=16, help="images per method")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++2m"])
     p.set_defaults(func=cmd_evaluate)

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -128,11 +126,14 @@ def _fit_prior(run_dir: Path, exp: Experiment, dataset) -> None:
     prior = GaussianMixturePrior(k, means.shape[1])
     prior.fit(means, generator=torch.Generator().manual_seed(exp.train.seed))
     checkpoint.save_prior(run_dir, prior.state_dict())
-    if exp.train.mirror_dir:  # the Drive copy must sample like the local run once Colab wipes the VM
+    mirror = exp.train.mirror_dir
+    if mirror and checkpoint.run_id_of(mirror) != checkpoint.run_id_of(run_dir):  # released after training
+        warnings.warn(f"not copying prior.safetensors to {mirror}: it does not hold this run's checkpoints")
+    elif mirror:  # the Drive copy must sample like the local run once Colab wipes the VM
         try:
-            checkpoint.save_prior(exp.train.mirror_dir, prior.state_dict())
+            checkpoint.save_prior(mirror, prior.state_dict())
         except OSError as e:
-            warnings.warn(f"could not copy prior.safetensors to the mirror {exp.train.mirror_dir}: {e}")
+            warnings.warn(f"could not copy prior.safetensors to the mirror {mirror}: {e}")
 
 
 # --- loading -------------------------------------------------------------------------------------------------
@@ -180,71 +181,22 @@ def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bo
     return vae.to(device).eval(), prior
 
 
-def check_pair(unet_run, unet, vae_run, vae) -> None:
-    """The VAE must draft images the UNet denoises: same channels and size, or one clear error naming both."""
-    u, v = unet.cfg, vae.cfg
-    if (u.in_channels, u.image_size) != (v.in_channels, v.image_size):
-        raise ConfigError(f"{vae_run} drafts {v.in_channels}-channel {v.image_size} px images but {unet_run} "
-                          f"denoises {u.in_channels}-channel {u.image_size} px ones; use a VAE and UNet trained "
-                          "on the same data settings")
-
-
 def _prior_dims(state: dict) -> tuple[int, int]:
     k, d = state["means"].shape
     return int(k), int(d)
 
 
 # --- sampling ------------------------------------------------------------------------------------------------
-@dataclass
-class SampleResult:
-    """Images in [-1, 1], the VAE drafts, the start timestep, UNet calls per image and written files."""
-    images: torch.Tensor
-    drafts: torch.Tensor | None
-    t0: int
-    nfe: int
-    paths: list[Path] = field(default_factory=list)
-
-
-def sample(unet_run, vae_run=None, out=None, n: int = 16, strength: float = 0.5, steps: int | str = 50,
+def sample(unet_run, vae_run=None, out=None, n: int = 16, strength: float = 0.5, steps: int = 50,
            sampler: str = "ddim", seed: int = 0, batch_size: int = 16, device: str = "auto", bit_depth: int = 8,
-           use_ema: bool = True, progress: bool = False) -> SampleResult:
-    """Hybrid-sample n images (strength 1 or no VAE = pure noise); writes PNGs, grid.png, settings.json to out."""
-    if n < 1 or batch_size < 1:
-        raise ConfigError(f"n={n} and batch_size={batch_size} must both be at least 1")
-    dev = resolve_device(device)
-    steps = int(steps) if isinstance(steps, str) and steps.isdigit() else steps
-    unet, diffusion, _ = load_unet(unet_run, dev, use_ema)
-    vae, prior = load_vae(vae_run, dev, use_ema) if vae_run is not None else (None, None)
-    if vae is not None:
-        check_pair(unet_run, unet, vae_run, vae)
-    if vae is None and (strength < 1.0 or unet.cond_channels):
-        raise ConfigError(f"strength={strength} (or a refiner UNet) needs a VAE run (--vae); use strength=1 for "
-                          "pure-noise sampling")
-    images, drafts, res = [], [], None
-    for start in range(0, n, batch_size):
-        seeds = [seed + i for i in range(start, min(n, start + batch_size))]
-        cond = None
-        if unet.cond_channels:  # a refiner denoises conditioned on the VAE drafts (DiffuseVAE Form 1)
-            if vae is None:
-                raise ConfigError(f"{unet_run} is a conditional refiner; give the VAE run it was trained with (--vae)")
-            cond = hybrid.draw_drafts(vae, seeds, prior=prior, device=dev)
-        res = hybrid.sample(unet, diffusion, seeds=seeds, vae=vae, prior=prior, strength=strength, steps=steps,
-                            sampler=sampler, progress=progress, cond=cond,
-                            x_init=cond if cond is not None and strength < 1 else None)
-        images.append(res.images.cpu())
-        drafts.append(res.drafts.cpu() if res.drafts is not None else cond.cpu() if cond is not None else None)
-    result = SampleResult(torch.cat(images), None if drafts[0] is None else torch.cat(drafts), res.t0, res.nfe)
+           use_ema: bool = True, progress: bool = False, respacing: str = ""):
+    """Hybrid-sample n images (strength 1 or no VAE = pure noise); writes PNGs, grid.png, settings.json to out.
+
+    One-shot convenience over `HybridSampler` (which keeps the models loaded between draws)."""
+    from .sampler import HybridSampler, SampleConfig
+    cfg = SampleConfig(n=n, strength=strength, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size,
+                       respacing=respacing).validate()
+    result = HybridSampler.load(unet_run, vae_run, device, use_ema).sample(cfg, progress=progress)
     if out is not None:
-        result.paths = _write_samples(Path(out), result, bit_depth, dict(
-            unet_run=str(unet_run), vae_run=None if vae_run is None else str(vae_run), n=n, strength=strength,
-            steps=steps, sampler=sampler, seed=seed, t0=res.t0, nfe=res.nfe, use_ema=use_ema, bit_depth=bit_depth))
+        result.save(out, bit_depth)
     return result
-
-
-def _write_samples(out: Path, result: SampleResult, bit_depth: int, settings: dict) -> list[Path]:
-    paths = imageio.save_images(result.images, out, "sample", bit_depth)
-    imageio.save_grid(result.images, out / "grid.png")
-    if result.drafts is not None:
-        imageio.save_grid(result.drafts, out / "drafts_grid.png")
-    (out / "settings.json").write_text(json.dumps(settings, indent=2) + "\n")
-    return paths

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -67,41 +68,168 @@ def _clean(o):
     return o
 
 
-def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps: int = 20, n: int = 16, seed: int = 0,
-            reference: str | None = None, sampler: str = "ddim", device: str = "auto") -> dict:
-    """Vanilla (pure noise) vs hybrid at several strengths, equal UNet calls, same model; JSON + figure in out."""
-    from .pipeline import check_pair, load_unet, load_vae, resolve_device
+@dataclass
+class Method:
+    """One row of the comparison: which sampler, from which start, with how many UNet calls."""
+    name: str
+    sampler: object            # HybridSampler
+    strength: float            # 0 = the VAE draft itself, 1 = pure noise
+    steps: int                 # UNet calls per image (0 for the draft)
+    unet: str = "shipped"      # which UNet: the one under test, or "full-chain" (the vanilla peer)
+
+
+def _methods(main, peer, strengths, steps, peer_steps) -> tuple[list[Method], list[str]]:
+    """VAE drafts, vanilla (pure noise, a full-chain UNet) and hybrid at each strength, at each UNet-call count."""
+    notes, rows = [], [Method("vae_draft", main, 0.0, 0)]
+    vanilla = peer or (main if main.max_strength >= 1 else None)
+    if vanilla is None:
+        notes.append("vanilla skipped: the UNet is truncated (max_strength < 1) and no full-chain UNet was given")
+    for k in steps:
+        if vanilla is not None:
+            rows.append(Method(f"vanilla_{k}", vanilla, 1.0, k, "full-chain" if vanilla is peer else "shipped"))
+        rows += [Method(f"hybrid_s{s:g}_{k}", main, float(s), k) for s in strengths]
+    if peer is not None and main.max_strength < 1:   # truncated vs full-chain training, same hybrid starts
+        rows += [Method(f"fullchain_hybrid_s{s:g}_{k}", peer, float(s), k, "full-chain")
+                 for k in peer_steps for s in strengths]
+    return rows, notes
+
+
+def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps=(20,), n: int = 16, seed: int = 0,
+            reference: str | None = None, sampler: str = "ddim", device: str = "auto", vanilla_unet=None,
+            peer_steps=None, n_reference: int = 256, batch_size: int = 16, biometrics: bool = True,
+            hd_threshold: float = 0.34) -> dict:
+    """VAE drafts, vanilla (pure noise) and hybrid at several strengths, at equal UNet calls; JSON + figures in out.
+
+    `vanilla_unet`: a full-chain UNet trained with the same budget, for vanilla sampling when `unet_run` is
+    truncated, and for hybrid sampling at `peer_steps` (truncated vs full-chain training). The reference is a
+    held-out set: for synthetic data, irises with another `synthetic_seed` than the training set's.
+    """
+    from .sampler import HybridSampler, SampleConfig
     if vae_run is None:
         raise ConfigError("the comparison report needs the VAE run that drafts the shapes (--vae RUN)")
     if n < 1:
         raise ConfigError(f"n={n}: compare needs at least one image per method")
-    dev = resolve_device(device)
-    unet, diffusion, exp = load_unet(unet_run, dev)
-    vae, prior = load_vae(vae_run, dev)
-    check_pair(unet_run, unet, vae_run, vae)
-    ref = reference_images(reference or exp.data.path, exp.unet.image_size, max(n, 32), data=exp.data)
-    ref_measures = measure_set(ref)
-    seeds = list(range(seed, seed + n))
+    steps = [int(k) for k in ([steps] if isinstance(steps, (int, str)) else steps)]
+    main = HybridSampler.load(unet_run, vae_run, device)
+    peer = None if vanilla_unet is None else HybridSampler.load(vanilla_unet, None, device).with_drafts_from(main)
+    exp = main.experiment
+    ref_spec, ref = held_out_reference(reference or exp.data.path, exp, n_reference)
+    floors = reference_floors(ref)
     rows, grids = {}, {}
-    drafts = hybrid.draw_drafts(vae, seeds, prior=prior, device=dev)
-    methods = [("vae_draft", 0.0), ("vanilla", 1.0)] + [(f"hybrid_s{s:g}", float(s)) for s in strengths]
-    for name, strength in methods:
+    drafts = main.drafts(list(range(seed, seed + n)))
+    methods, notes = _methods(main, peer, strengths, steps, peer_steps or steps[:1])
+    for m in methods:
         t = time.time()
-        if name == "vae_draft":
-            images, t0, nfe = drafts, -1, 0  # -1: not noised, as the sampler reports strength 0
+        if m.steps == 0:
+            images, t0, nfe = drafts, -1, 0   # -1: not noised, as the sampler reports strength 0
         else:
-            res = hybrid.sample(unet, diffusion, seeds=seeds, x_init=None if strength >= 1 else drafts,
-                                strength=strength, steps=steps, sampler=sampler,
-                                cond=drafts if unet.cond_channels else None)
+            res = m.sampler.sample(SampleConfig(n=n, strength=m.strength, steps=m.steps, sampler=sampler,
+                                                seed=seed, batch_size=batch_size), drafts=drafts)
             images, t0, nfe = res.images, res.t0, res.nfe
-        rows[name] = _method_row(images, ref, ref_measures, strength, t0, nfe, time.time() - t)
-        grids[name] = images.cpu()
-    report = {"settings": dict(unet_run=str(unet_run), vae_run=str(vae_run), steps=steps, n=n, seed=seed,
-                               sampler=sampler, reference=reference or exp.data.path, strengths=list(strengths)),
-              "methods": rows, "summary": _summary_table(rows),
-              "reference_values": {k: v.tolist() for k, v in ref_measures.items() if k in PLOT_VALUES}}
+        rows[m.name] = {"unet": m.unet, **_method_row(images, ref, floors["measures"], m.strength, t0, nfe,
+                                                      time.time() - t)}
+        grids[m.name] = images.cpu()
+    report = {"settings": dict(unet_run=str(unet_run), vae_run=str(vae_run), vanilla_unet=_str(vanilla_unet),
+                               steps=steps, n=n, seed=seed, sampler=sampler, reference=ref_spec,
+                               n_reference=len(ref), strengths=list(strengths), image_size=exp.unet.image_size),
+              "notes": notes, "floors": floors["summary"], "methods": rows, "summary": _summary_table(rows),
+              "reference_values": {k: v.tolist() for k, v in floors["measures"].items() if k in PLOT_VALUES}}
+    report["targets"] = check_targets(report)
+    if biometrics:
+        report["biometrics"] = biometric_section(grids, ref, main.experiment, Path(out) / "identity",
+                                                 headline=_headline(rows), threshold=hd_threshold)
     _write_report(Path(out), report, grids, ref)
     return report
+
+
+def _headline(rows: dict) -> str:
+    """The method the identity checks look at: hybrid at strength 0.5 with the fewest calls, else the first."""
+    hybrid = [k for k in rows if k.startswith("hybrid_")]
+    mid = [k for k in hybrid if rows[k]["strength"] == 0.5]
+    return min(mid or hybrid or list(rows), key=lambda k: rows[k]["unet_calls"])
+
+
+def training_images(exp: Experiment, n: int) -> np.ndarray:
+    """The first n training images [N, H, W] in [0, 1], cropped and resized as in training."""
+    ds = make_dataset(exp.data)
+    return np.stack([((ds[i].mean(0) + 1) / 2).numpy() for i in range(min(n, len(ds)))])
+
+
+def biometric_section(grids: dict, ref: np.ndarray, exp: Experiment, out: Path, headline: str,
+                      threshold: float = 0.34, n_training: int = 512) -> dict:
+    """ISO/IEC 29794-6 quality per method (share passing all BIQT-Iris thresholds, component medians) and iris-code
+    identity checks of the headline method: uniqueness among samples, leakage against training images."""
+    from .biometrics import identity_report, quality_report
+    quality = {"reference": _quality_summary(quality_report(ref))}
+    for name, images in grids.items():
+        quality[name] = _quality_summary(quality_report(_as01(images)))
+    ident = identity_report(_as01(grids[headline]), training_images(exp, n_training), threshold, out_dir=out)
+    keep = ("threshold", "generated", "training", "uniqueness", "leakage", "figures")
+    return {"quality": quality, "identity_method": headline, "identity": {k: ident[k] for k in keep if k in ident}}
+
+
+def _quality_summary(q: dict) -> dict:
+    return {"found_share": q["found_share"], "pass_all_biqt_share": q["pass_all_biqt_share"],
+            **{c: {"median": v["p50"], **({"pass_share": v["pass_share"]} if "pass_share" in v else {})}
+               for c, v in q["components"].items()}}
+
+
+def _str(v):
+    return None if v is None else str(v)
+
+
+def held_out_reference(spec: str, exp: Experiment, n: int) -> tuple[str, np.ndarray]:
+    """The reference images [N, H, W] in [0, 1] and how they were drawn. A synthetic reference uses the next
+    synthetic_seed after the training set's, so no reference iris was trained on."""
+    data = dataclasses.replace(exp.data)
+    if str(spec).startswith("synthetic:"):
+        data.synthetic_seed = exp.data.synthetic_seed + 1
+        spec_text = f"{spec} (synthetic_seed={data.synthetic_seed}, held out from training)"
+    else:
+        spec_text = str(spec)
+    return spec_text, reference_images(spec, exp.unet.image_size, n, data=data)
+
+
+def reference_floors(ref: np.ndarray) -> dict:
+    """Each metric on the reference itself: medians, and W1/KID between its two halves (what a perfect
+    generator would score with this many images)."""
+    measures = measure_set(ref)
+    half = len(ref) // 2
+    split = compare_sets(measure_set(ref[:half]), measure_set(ref[half:]))
+    kid_mean, _ = compute_kid(ref[:half], ref[half:], value_range=(0.0, 1.0))
+    summary = summarize_measures(measures)
+    summary.update({f"{m}_w1": split["w1"][m] for m in ("ellipse_residual", "edge_width_px", "pupil_iris_ratio")})
+    summary["kid"] = float(kid_mean)
+    return {"measures": measures, "summary": summary}
+
+
+def summarize_measures(measures: dict) -> dict:
+    """found_rate and the medians of the headline metrics."""
+    from .metrics import summarize
+    s = summarize(measures)
+    return {"found_rate": s["found_rate"],
+            **{f"{m}_median": s[m]["median"] for m in ("ellipse_residual", "edge_width_px", "pupil_iris_ratio",
+                                                       "concentricity")}}
+
+
+TARGETS = (("found_rate", ">=", 0.95, None), ("ellipse_residual_median", "<=", 1.5, "ellipse_residual_median"),
+           ("edge_width_px_median", "<=", 1.5, "edge_width_px_median"), ("pupil_iris_ratio_w1", "<=", 0.03, None))
+
+
+def check_targets(report: dict, max_calls: int = 20) -> list[dict]:
+    """Issue targets for hybrid rows at <= max_calls UNet calls: found >= 95 %, residual and edge width within
+    1.5x the reference's, pupil/iris-ratio W1 <= 0.03. Met or missed, never tuned."""
+    floors, out = report["floors"], []
+    for row in report["summary"]:
+        if not row["method"].startswith("hybrid_") or row["unet_calls"] > max_calls:
+            continue
+        for key, op, value, scale_by in TARGETS:
+            limit = value * floors[scale_by] if scale_by else value
+            got = row.get(key)
+            ok = got is not None and np.isfinite(got) and (got >= limit if op == ">=" else got <= limit)
+            out.append({"method": row["method"], "metric": key, "value": got, "target": f"{op} {limit:.4g}",
+                        "met": bool(ok)})
+    return out
 
 
 def _method_row(images, ref, ref_measures, strength, t0, nfe, seconds) -> dict:
@@ -114,27 +242,79 @@ def _method_row(images, ref, ref_measures, strength, t0, nfe, seconds) -> dict:
 
 
 def _summary_table(rows: dict) -> list[dict]:
-    """One flat line per method: medians of the key metrics and their W1 distance to the reference."""
+    """One flat line per method: found rate, medians of the key metrics, W1 to the reference, KID."""
     table = []
     for name, row in rows.items():
         gen = row["generated"]
-        line = {"method": name, "strength": row["strength"], "t0": row["t0"], "unet_calls": row["unet_calls"],
-                "found_rate": gen["found_rate"], "kid": round(row["kid"], 4)}
-        for m in ("ellipse_residual", "edge_width_px", "pupil_iris_ratio"):
+        line = {"method": name, "unet": row["unet"], "strength": row["strength"], "t0": row["t0"],
+                "unet_calls": row["unet_calls"], "found_rate": gen["found_rate"], "kid": row["kid"]}
+        for m in ("ellipse_residual", "edge_width_px", "pupil_iris_ratio", "concentricity"):
             line[f"{m}_median"] = gen[m]["median"]
             line[f"{m}_w1"] = row["w1"].get(m)
         table.append(line)
     return table
 
 
+COLUMNS = ["method", "unet", "strength", "t0", "unet_calls", "found_rate", "ellipse_residual_median",
+           "edge_width_px_median", "pupil_iris_ratio_w1", "concentricity_median", "kid"]
+
+
 def markdown_table(report: dict) -> str:
-    """The summary as a Markdown table (for the README and the demo's report.md)."""
-    cols = ["method", "strength", "t0", "unet_calls", "found_rate", "ellipse_residual_median",
-            "ellipse_residual_w1", "edge_width_px_median", "edge_width_px_w1", "pupil_iris_ratio_w1", "kid"]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for row in report["summary"]:
-        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in cols) + " |")
+    """The summary as a Markdown table, with the reference's own values (the floors) as the first row."""
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    floor = {"method": "reference (floor)", "unet": "", "strength": "", "t0": "", "unet_calls": "",
+             **report.get("floors", {})}
+    for row in [floor] + report["summary"]:
+        lines.append("| " + " | ".join(_fmt(row.get(c)) for c in COLUMNS) + " |")
     return "\n".join(lines)
+
+
+def markdown_report(report: dict) -> str:
+    """report.md: settings, the table, the targets met or missed, notes."""
+    st = report["settings"]
+    parts = [f"# Comparison report ({st['image_size']} px, {st['n']} images per method, reference {st['reference']}, "
+             f"{st['n_reference']} images)", "", markdown_table(report), "",
+             "Floors: the first row is the reference measured the same way (medians), with W1 and KID between its "
+             "two halves: no generator can be expected to score below them with this many images.", ""]
+    if report.get("targets"):
+        parts += ["## Targets (hybrid, <= 20 UNet calls)", "", "| method | metric | value | target | met |",
+                  "|---|---|---|---|---|"]
+        parts += [f"| {t['method']} | {t['metric']} | {_fmt(t['value'])} | {t['target']} | "
+                  f"{'yes' if t['met'] else '**no**'} |" for t in report["targets"]]
+    parts += [""] + [f"- {note}" for note in report.get("notes", [])]
+    if report.get("biometrics"):
+        parts += [""] + markdown_biometrics(report["biometrics"])
+    return "\n".join(parts) + "\n"
+
+
+QUALITY_COLUMNS = ("grey_scale_utilisation", "iris_pupil_contrast", "iris_sclera_contrast", "pupil_iris_ratio",
+                   "iris_pupil_concentricity", "pupil_boundary_circularity", "margin_adequacy", "usable_iris_area")
+
+
+def markdown_biometrics(bio: dict) -> list[str]:
+    """ISO quality (median and share passing per component) per method, and the identity checks."""
+    cols = [c for c in QUALITY_COLUMNS if c in bio["quality"]["reference"]]
+    lines = ["## ISO/IEC 29794-6 quality (median, share passing the BIQT-Iris / ISO value)", "",
+             "| method | found | pass all BIQT | " + " | ".join(cols) + " |", "|" + "---|" * (len(cols) + 3)]
+    for name, q in bio["quality"].items():
+        cells = [f"{_fmt(q[c]['median'])} ({_fmt(q[c].get('pass_share'))})" for c in cols]
+        lines.append(f"| {name} | {_fmt(q['found_share'])} | {_fmt(q['pass_all_biqt_share'])} | "
+                     + " | ".join(cells) + " |")
+    ident = bio["identity"]
+    uni, leak = ident["uniqueness"], ident.get("leakage", {})
+    lines += ["", f"## Identity checks ({bio['identity_method']}, fractional Hamming distance, threshold "
+              f"{ident['threshold']})", "",
+              f"- uniqueness (generated vs generated): {_count(uni)}; {uni.get('near_duplicate_pairs', 'n/a')} "
+              "near-duplicate pairs below the threshold",
+              f"- leakage (each sample's nearest of {ident.get('training', {}).get('n', 'n/a')} training irises): "
+              f"{_count(leak.get('nearest', {}))}; flagged as possibly memorised: {_fmt(leak.get('flagged_share'))}",
+              "- figures: identity/hd_histograms.png, identity/leaked_pairs.png"]
+    return lines
+
+
+def _count(stats: dict) -> str:
+    keys = [k for k in ("mean", "sd", "dof") if k in stats]
+    return ", ".join(f"HD {k} {_fmt(stats[k])}" for k in keys) if keys else "n/a"
 
 
 def _fmt(v) -> str:
@@ -146,29 +326,37 @@ def _fmt(v) -> str:
 def _write_report(out: Path, report: dict, grids: dict, ref: np.ndarray) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(_clean(report), indent=2, allow_nan=False) + "\n")
-    (out / "report.md").write_text(markdown_table(report) + "\n")
+    (out / "report.md").write_text(markdown_report(report))
     for name, images in grids.items():
         imageio.save_grid(images, out / f"grid_{name}.png", nrow=8)
+    imageio.save_grid(torch.from_numpy(ref[:64] * 2 - 1)[:, None], out / "grid_reference.png", nrow=8)
     from .plots import comparison_figure
     comparison_figure(report, grids, out / "comparison.png")
 
 
+SHIPPED = {"unet": "iris64-unet", "vae": "iris64-vae", "vanilla_unet": "iris64-unet-full"}
+
+
 def demo(out: str | Path = "demo_out", quick: bool = False) -> Path:
-    """Full pipeline at tiny scale on synthetic irises: train VAE, train diffusion, hybrid-sample, compare."""
+    """The 64 px claim from the shipped pair, plus a short training that shows training and resume.
+
+    1. train a tiny VAE and UNet for a few steps, stop, and resume them to twice the steps (32 px, CPU);
+    2. hybrid-sample the shipped 64 px pair and compare VAE drafts, vanilla and hybrid at equal UNet calls
+       against 256 held-out synthetic irises (report.md, comparison.png, grids).
+    """
     from .pipeline import sample, train_diffusion, train_vae
     out = Path(out)
-    vae_steps, unet_steps, n = (4, 4, 8) if quick else (400, 1000, 32)
-    base = presets.get("tiny").override({"data.path": "synthetic:256", "train.epochs": 0,
-                                         "train.save_every_steps": 250})
-    if quick:
-        base = base.override({"train.sample_grid_images": 4, "train.sample_grid_steps": 2})
-    vae_exp = base.override({"train.max_steps": vae_steps, "train.lr": 1e-3, "train.batch_size": 16,
-                             "train.microbatch": 16})
-    unet_exp = base.override({"train.max_steps": unet_steps, "train.microbatch": 8})
-    vae_run = train_vae(vae_exp, out / "vae_run", resume="auto", progress=not quick)
-    unet_run = train_diffusion(unet_exp, out / "unet_run", resume="auto", progress=not quick)
-    sample(unet_run, vae_run, out=out / "samples", n=n, strength=0.5, steps=20)
-    report = compare(unet_run, vae_run, out / "report", strengths=(0.3, 0.5, 0.7), steps=20, n=n,
-                     reference="synthetic:256")
+    steps, n, calls = (2, 4, 2) if quick else (20, 64, 20)
+    base = presets.get("tiny").override({"data.path": "synthetic:64", "train.epochs": 0, "train.save_every_steps": 10,
+                                         "train.sample_grid_images": 4, "train.sample_grid_steps": 2})
+    for total in (steps, 2 * steps):   # the second call resumes from the first's checkpoint
+        train_vae(base.override({"train.max_steps": total}), out / "train" / "vae_run", resume="auto",
+                  progress=not quick)
+        train_diffusion(base.override({"train.max_steps": total}), out / "train" / "unet_run", resume="auto",
+                        progress=not quick)
+    sample(SHIPPED["unet"], SHIPPED["vae"], out=out / "samples", n=n, strength=0.5, steps=calls)
+    report = compare(SHIPPED["unet"], SHIPPED["vae"], out / "report", strengths=(0.3, 0.5, 0.7), steps=(calls,),
+                     n=n, reference="synthetic:256", vanilla_unet=SHIPPED["vanilla_unet"],
+                     n_reference=16 if quick else 256, biometrics=not quick)
     print(markdown_table(report))
     return out / "report"

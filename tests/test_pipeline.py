@@ -8,6 +8,7 @@ from PIL import Image
 
 from irislib import cli, pipeline, presets, report
 from irislib.checkpoint import load_run
+from irislib.config import ConfigError
 
 SMALL = {"data.path": "synthetic:16", "train.batch_size": 4, "train.microbatch": 2, "train.epochs": 0,
          "train.log_every_steps": 1, "train.save_every_steps": 2, "train.sample_grid_steps": 2,
@@ -72,14 +73,43 @@ def test_pure_noise_without_vae_and_clear_error_for_missing_vae(runs):
 def test_compare_report_has_every_method_at_equal_unet_calls(runs, tmp_path):
     _, vae_run, unet_run = runs
     rep = report.compare(unet_run, vae_run, tmp_path / "rep", strengths=(0.3, 0.6), steps=4, n=4,
-                         reference="synthetic:8")
+                         reference="synthetic:8", n_reference=8)
     names = [row["method"] for row in rep["summary"]]
-    assert names == ["vae_draft", "vanilla", "hybrid_s0.3", "hybrid_s0.6"]
+    assert names == ["vae_draft", "vanilla_4", "hybrid_s0.3_4", "hybrid_s0.6_4"]
     calls = {row["method"]: row["unet_calls"] for row in rep["summary"]}
-    assert calls["vanilla"] == calls["hybrid_s0.3"] == calls["hybrid_s0.6"] == 4 and calls["vae_draft"] == 0
-    for f in ("report.json", "report.md", "comparison.png", "grid_vanilla.png"):
+    assert calls["vanilla_4"] == calls["hybrid_s0.3_4"] == calls["hybrid_s0.6_4"] == 4 and calls["vae_draft"] == 0
+    for f in ("report.json", "report.md", "comparison.png", "grid_vanilla_4.png", "grid_reference.png"):
         assert (tmp_path / "rep" / f).is_file()
-    assert "| vanilla |" in (tmp_path / "rep" / "report.md").read_text()
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| vanilla_4 |" in md and "| reference (floor) |" in md and "## Targets" in md
+    # the reference is held out: synthetic irises with the next seed, none of them a training image
+    assert "synthetic_seed=1" in rep["settings"]["reference"]
+    train = report.reference_images("synthetic:8", 32)
+    held_out = report.held_out_reference("synthetic:8", presets.get("tiny"), 8)[1]
+    assert min(np.abs(train[i] - held_out[j]).max() for i in range(8) for j in range(8)) > 0.05
+    assert {t["method"] for t in rep["targets"]} == {"hybrid_s0.3_4", "hybrid_s0.6_4"}
+
+
+def test_compare_takes_vanilla_from_a_full_chain_peer_when_the_unet_is_truncated(runs, tmp_path):
+    """A truncated UNet cannot sample from noise: vanilla comes from the full-chain peer, and the peer is also
+    run in hybrid mode from the same drafts (truncated vs full-chain training)."""
+    _, vae_run, unet_run = runs
+    truncated = tmp_path / "trunc"
+    exp = presets.get("tiny").override({**SMALL, "train.max_steps": 1, "diffusion.max_strength": 0.6})
+    pipeline.train_diffusion(exp, truncated, progress=False)
+    alone = report.compare(truncated, vae_run, tmp_path / "a", strengths=(0.5,), steps=3, n=2,
+                           reference="synthetic:8", n_reference=8)
+    assert [r["method"] for r in alone["summary"]] == ["vae_draft", "hybrid_s0.5_3"] and "vanilla skipped" in \
+        alone["notes"][0]
+    both = report.compare(truncated, vae_run, tmp_path / "b", strengths=(0.5,), steps=3, n=2,
+                          reference="synthetic:8", n_reference=8, vanilla_unet=unet_run)
+    rows = {r["method"]: r for r in both["summary"]}
+    assert list(rows) == ["vae_draft", "vanilla_3", "hybrid_s0.5_3", "fullchain_hybrid_s0.5_3"]
+    assert rows["vanilla_3"]["unet"] == rows["fullchain_hybrid_s0.5_3"]["unet"] == "full-chain"
+    assert rows["hybrid_s0.5_3"]["t0"] == rows["fullchain_hybrid_s0.5_3"]["t0"]   # same start, same drafts
+    with pytest.raises(ConfigError, match="max_strength"):
+        report.compare(truncated, vae_run, tmp_path / "c", strengths=(0.7,), steps=3, n=2, reference="synthetic:8",
+                       n_reference=8)
 
 
 def test_evaluate_scores_synthetic_irises_against_themselves_better_than_blurred(tmp_path):
