@@ -225,7 +225,7 @@ def _fetch_file(spec: dict, dest: Path, base: Path, quiet: bool, label: str) -> 
     if target.is_file():
         problem = _check_file(target, spec)
         if problem is None:
-            _say(f"{label}: using verified cached file {target}", quiet)
+            _say(f"{label}: using verified cached file {target}", quiet, sys.stdout)
             return target
         _say(f"{label}: cached file {target} fails its check ({problem}); deleting it and fetching again", False)
         target.unlink()
@@ -239,7 +239,7 @@ def _fetch_file(spec: dict, dest: Path, base: Path, quiet: bool, label: str) -> 
             if problem is not None:
                 raise _SourceFailed(f"{problem}; the downloaded file was deleted")
             os.replace(tmp, target)  # same filesystem: atomic
-            _say(f"{label}: fetched from {_describe(src)} and verified sha256", quiet)
+            _say(f"{label}: fetched from {_describe(src)} and verified sha256", quiet, sys.stdout)
             return target
         except _SourceFailed as e:
             msg = f"source {i + 1}/{len(sources)} ({_describe(src)}) failed: {e}"
@@ -350,9 +350,9 @@ def _describe(src: dict) -> str:
             "gdrive": "Google Drive id {id}"}[src["type"]].format(**src)
 
 
-def _say(msg: str, quiet: bool) -> None:
-    if not quiet:
-        print(f"irislib.hub: {msg}", file=sys.stderr)
+def _say(msg: str, quiet: bool, stream=None) -> None:
+    if not quiet:  # success lines on stdout (a notebook shows stderr as an error); problems on stderr
+        print(f"irislib.hub: {msg}", file=stream or sys.stderr)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -452,3 +452,54 @@ def _guess_kind(weights: Path, config: dict) -> str:
     if any(k.startswith(("input_blocks.", "middle_block.", "output_blocks.")) for k in keys):
         return "refiner" if config.get("unet", {}).get("cond_channels", 0) > 0 else "unet"
     return "vae"
+
+
+# --- publishing a run as a shipped checkpoint ------------------------------------------------------------------
+HALF = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+def publish(run_dir: str | Path, name: str, *, dest_dir: str | Path = "checkpoints",
+            manifest_path: str | Path = MANIFEST_NAME, dtype: str = "fp16", command: str = "",
+            trained_on: str = "", kind: str | None = None, url_base: str = "") -> dict:
+    """Write a run's EMA weights as `<name>.safetensors` in `dtype` (fp16 halves the file; loading casts back to
+    the model's float32) and its prior as `<name>.prior.safetensors` into dest_dir, and list them in the manifest
+    (sha256, size, config, step, command, repo source + optional URL under url_base). Returns the entry."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    if dtype not in HALF:
+        raise ValueError(f"dtype={dtype!r}: use one of {', '.join(HALF)}")
+    run, dest, manifest_path = Path(run_dir), Path(dest_dir), Path(manifest_path)
+    config = json.loads((run / "config.json").read_text())
+    weights = _run_weights(run)
+    target = getattr(torch, HALF[dtype])
+    tensors = {k: (v.to(target) if v.is_floating_point() else v).contiguous() for k, v in load_file(weights).items()}
+    dest.mkdir(parents=True, exist_ok=True)
+    out = dest / f"{name}.safetensors"
+    tmp = out.with_name(f".{out.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"irislib_name": name, "dtype": dtype})
+    os.replace(tmp, out)
+    base = manifest_path.resolve().parent
+    entry = {"name": name, "kind": kind or _guess_kind(weights, config), "filename": f"{name}.safetensors",
+             **_file_fields(out, base, url_base), "config": config, "trained_on": trained_on or config["data"]["path"],
+             "step": _step_of(run), "command": command, "dtype": dtype}
+    if (run / PRIOR_FILE).is_file():
+        prior = dest / f"{name}.prior.safetensors"
+        shutil.copyfile(run / PRIOR_FILE, prior)
+        entry["files"] = [{"filename": PRIOR_FILE, **_file_fields(prior, base, url_base)}]
+    doc = _read_json(manifest_path) if manifest_path.is_file() else {"version": 1, "checkpoints": []}
+    doc["checkpoints"] = [e for e in doc["checkpoints"] if e["name"] != name] + [entry]
+    _validate_doc(doc, str(manifest_path))
+    _write_atomic(manifest_path, json.dumps(doc, indent=2) + "\n")
+    return entry
+
+
+def _file_fields(path: Path, base: Path, url_base: str) -> dict:
+    sources = [{"type": "repo", "path": _source_path(path, base)}]
+    if url_base:
+        sources.append({"type": "url", "url": f"{url_base.rstrip('/')}/{_source_path(path, base)}"})
+    return {"sha256": sha256_file(path), "size": path.stat().st_size, "sources": sources}
+
+
+def _step_of(run: Path) -> int | None:
+    pointer = run / "latest.json"
+    return json.loads(pointer.read_text()).get("step") if pointer.is_file() else None
