@@ -19,7 +19,7 @@ class ConfigError(ValueError):
 
 SCHEDULES = ("linear", "cosine")
 LR_SCHEDULES = ("constant", "warmup", "cosine", "gear")
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 LATENT_TYPES = ("spatial", "vector")
 RECON_LOSSES = ("mse", "l1")
 PRIORS = ("normal", "gmm")
@@ -178,7 +178,7 @@ class TrainConfig:
     save_every_minutes: float = 30.0      # also checkpoint every M minutes of wall time; 0 = off
     keep_last: int = 3                    # checkpoints kept (older ones deleted after the new one is verified)
     milestone_every_steps: int = 0        # also keep every checkpoint whose step is a multiple of N; 0 = none
-    precision: str = "fp32"               # fp32, bf16 (autocast) or fp16 (autocast + GradScaler)
+    precision: str = "fp32"               # fp32, bf16, fp16 (+ GradScaler); auto: bf16, or fp16 on T4/V100, fp32 on CPU
     grad_clip: float = 0.0                # clip gradient norm to this value; 0 = no clipping (norm still logged)
     nan_patience: int = 5                 # stop after this many non-finite losses in a row
     log_every_steps: int = 10             # write metrics.jsonl every N steps
@@ -189,6 +189,11 @@ class TrainConfig:
     mirror_dir: str = ""                  # copy each checkpoint here too (e.g. a Google Drive folder); "" = off
     device: str = "auto"                  # auto (cuda if available), cpu, cuda, cuda:1, ...
     channels_last: bool = False           # NHWC weights/activations: 1.1x (UNet) to 1.7x (VAE) faster on CPU
+    compile: bool = False                 # torch.compile the forward pass (minutes to compile); saved keys unchanged
+    compile_mode: str = "default"         # torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune
+    fused_optimizer: bool = False         # AdamW as one fused kernel (fused=True where supported, else foreach)
+    fast_groupnorm: bool = False          # GroupNorm in bf16/fp16 under autocast, no fp32 copies; off = fp32 as guided
+    data_on_device: bool = False          # whole dataset on the device if <= 25% of free memory; no DataLoader
 
     def validate(self, section: str = "train") -> None:
         _positive(self, section, "batch_size", "keep_last", "nan_patience", "log_every_steps")
