@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 _ENTRY_POINTS = {"train_vae": "pipeline", "train_refiner": "pipeline", "train_diffusion": "pipeline", "sample": "pipeline",
                  "load_unet": "pipeline", "load_vae": "pipeline", "evaluate": "report", "compare": "report",
-                 "demo": "report", "load_run": "checkpoint"}
+                 "demo": "report", "load_run": "checkpoint", "HybridSampler": "sampler", "SampleConfig": "sampler"}
 __all__ = ["ConfigError", "Experiment", "__version__", *_ENTRY_POINTS]
 
 
@@ -19,7 +19,7 @@ def __getattr__(name):
         import importlib
         return getattr(importlib.import_module(f".{_ENTRY_POINTS[name]}", __name__), name)
     if name in ("presets", "colab", "hub", "ui", "metrics", "data", "models", "diffusion", "train", "compat",
-                "checkpoint", "hybrid", "pipeline", "report", "imageio", "plots", "cli"):
+                "checkpoint", "hybrid", "pipeline", "report", "imageio", "plots", "cli", "sampler"):
         import importlib
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'irislib' has no attribute {name!r}")

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, Experiment
+from .config import ConfigError, Experiment, build_experiment
 
 
 def _add_experiment_args(p: argparse.ArgumentParser, default_preset: str = "tiny") -> None:
@@ -23,13 +23,9 @@ def _add_experiment_args(p: argparse.ArgumentParser, default_preset: str = "tiny
 
 
 def experiment_from_args(args) -> Experiment:
-    """Preset or config file, then --data, then --set overrides; validated."""
-    from . import presets
-    exp = Experiment.from_json(args.config) if args.config else presets.get(args.preset)
-    overrides = list(args.overrides)
-    if args.data:
-        overrides.insert(0, f"data.path={args.data}")
-    return exp.override(overrides).validate()
+    """--config or else --preset, then --data, then --set overrides in order; validated (config.build_experiment,
+    the notebooks' path too). --out and --resume say where it runs and are not part of the Experiment."""
+    return build_experiment(args.preset, args.config, args.data, args.overrides)
 
 
 def _int_list(text: str) -> list[int]:

@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .config import Experiment, Placement, build_experiment
+
 COLAB_CONTENT = Path("/content")
 DRIVE_MOUNT = Path("/content/drive")
 ENV_OVERRIDE = "IRISLIB_ENV"  # "colab" or "local" forces detection (CI, tests)
@@ -33,6 +35,12 @@ class Env:
               smoke: bool = False) -> tuple[Path, Path | None]:
         """(local run folder, Drive mirror or None) for a run name or folder; see default_paths()."""
         return default_paths(run, mirror_dir=mirror_dir, env=self, smoke=smoke)
+
+    def placement(self, run: str | Path, mirror_dir: str | Path | None = "auto", resume: str | None = "auto",
+                  smoke: bool = False) -> Placement:
+        """Where a training notebook's run goes: folders from paths(), resume "" = start fresh, CPU when smoke."""
+        local, mirror = self.paths(run, mirror_dir, smoke=smoke)
+        return Placement(local, mirror, device="cpu" if smoke else None, resume=resume or None)
 
 
 def in_colab() -> bool:
@@ -97,7 +105,8 @@ def default_paths(run: str | Path, mirror_dir: str | Path | None = "auto", env: 
     a relative folder such as runs/vae trains on /content/runs/vae and mirrors to MyDrive/<drive_subdir>/runs/vae
     when Drive is mounted. Elsewhere the folder is used as given and there is no mirror. `mirror_dir` "auto" does
     the above, "" or "none" turns mirroring off, any other value is the mirror folder itself. A smoke run never
-    touches Drive: its run folder is used as given and "auto" means no mirror.
+    touches Drive nor a real run folder: it runs in smoke_path(run) (runs/vae -> runs/smoke/vae) and "auto" means
+    no mirror.
     """
     env = env or Env(in_colab=in_colab(), has_gpu=False, device="cpu", gpu_name=None, drive_root=None,
                      runs_root=COLAB_CONTENT / "runs" if in_colab() else Path("runs"))
@@ -109,7 +118,7 @@ def default_paths(run: str | Path, mirror_dir: str | Path | None = "auto", env: 
         mirror = None
     on_drive = DRIVE_MOUNT in run.parents
     if smoke:
-        local, auto_mirror = run, None
+        local, auto_mirror = smoke_path(run), None
     elif env.in_colab and on_drive:
         local = env.runs_root / run.name
         auto_mirror = run
@@ -125,14 +134,36 @@ def default_paths(run: str | Path, mirror_dir: str | Path | None = "auto", env: 
     return local, mirror
 
 
-def smoke_overrides(max_steps: int = 0) -> list[str]:
-    """Config overrides of a smoke run: tiny synthetic data, CPU, fp32, a few steps, frequent saves."""
-    steps = max_steps or 2
-    return ["data.path=synthetic:16", "image_size=32", "train.device=cpu", "train.precision=fp32",
-            f"train.max_steps={steps}", "train.epochs=0", "train.batch_size=4", "train.microbatch=-1",
-            "train.save_every_steps=1", "train.save_every_minutes=0", "train.log_every_steps=1",
-            "train.sample_every_steps=0", "train.sample_grid_images=4", "train.sample_grid_steps=2",
-            "data.num_workers=0"]
+def smoke_path(path: str | Path) -> Path:
+    """The smoke twin of a folder: runs/vae -> runs/smoke/vae, so a smoke run never lands in a real run folder."""
+    path = Path(path)
+    return path if "smoke" in path.parts else path.parent / "smoke" / path.name
+
+
+SMOKE_ROOT = Path("runs/smoke")   # where a smoke 00/03/04 trains 2-step runs it cannot fetch (= 01/02's smoke folders)
+
+
+def smoke_overrides(max_steps: int = 0) -> dict:
+    """Typed config overrides of a smoke run: tiny synthetic data, CPU, fp32, a few steps, frequent saves."""
+    return {"data.path": "synthetic:16", "image_size": 32, "train.device": "cpu", "train.precision": "fp32",
+            "train.max_steps": max_steps or 2, "train.epochs": 0, "train.batch_size": 4, "train.microbatch": -1,
+            "train.save_every_steps": 1, "train.save_every_minutes": 0.0, "train.log_every_steps": 1,
+            "train.sample_every_steps": 0, "train.sample_grid_images": 4, "train.sample_grid_steps": 2,
+            "data.num_workers": 0}
+
+
+def training_experiment(preset: str, data: str, overrides=None, precision: str = "fp32", seed: int = 0,
+                        max_steps: int = 0, epochs: int = 0, smoke: bool = False) -> Experiment:
+    """A training notebook's Experiment (what is trained) through config.build_experiment: the preset (tiny when
+    smoke), then the form's typed values (max_steps/epochs 0 = the preset's), then `overrides`, then smoke settings."""
+    form = {"train.precision": precision, "train.seed": seed}
+    if max_steps > 0:
+        form["train.max_steps"] = max_steps
+    if epochs > 0:
+        form["train.epochs"] = epochs
+    smoke_settings = smoke_overrides(max_steps) if smoke else {}
+    return build_experiment("tiny" if smoke else preset, data=data,
+                            overrides=[form, *parse_overrides(overrides), smoke_settings])
 
 
 def parse_overrides(value) -> list[str]:
@@ -155,27 +186,85 @@ def parse_overrides(value) -> list[str]:
     return [str(v).strip() for v in value if str(v).strip()]
 
 
-def ensure_runs(unet_run: str, vae_run: str | None, smoke: bool = False,
-                root: str | Path = "runs/smoke") -> tuple[Path, Path | None]:
-    """Run folders to sample from: existing folders as given, manifest names fetched (sha256-checked) with
-    irislib.hub.fetch_run; in a smoke run, names the manifest cannot serve are trained for 2 steps instead."""
+TRAINED_BY = {"unet": "02_train_diffusion.ipynb (or `irislib train-diffusion`)",
+              "vae": "01_train_vae.ipynb (or `irislib train-vae`)"}
+
+
+def ensure_run(ref: str | Path | None, kind: str, smoke: bool = False, root: str | Path = SMOKE_ROOT) -> Path | None:
+    """A run folder to load: an existing folder as given, a manifest name fetched (sha256-checked) with
+    irislib.hub.fetch_run; in a smoke run, a ref neither can serve is trained for 2 steps into root/kind instead.
+    Anything else is one error saying what to train or which shipped name to use."""
     from . import hub
 
-    def one(ref, kind):
-        if ref is None or ref == "":
-            return None
-        if Path(ref).is_dir():
-            return Path(ref)
-        try:
-            return hub.fetch_run(str(ref), quiet=False)
-        except (KeyError, FileNotFoundError):
-            if not smoke:
-                raise
-        from . import pipeline, presets
+    if ref is None or str(ref) == "":
+        return None
+    if Path(ref).is_dir():
+        return Path(ref)
+    try:
+        return hub.fetch_run(str(ref), quiet=False)
+    except hub.FetchError:             # a listed name whose sources all failed: its own message says why
+        if not smoke:
+            raise
+    except hub.UnknownCheckpointError:
+        if not smoke:
+            raise FileNotFoundError(_no_such_run(str(ref), kind)) from None
+    from . import pipeline, presets
 
-        exp = presets.get("tiny").override(smoke_overrides(2))
-        train = pipeline.train_vae if kind == "vae" else pipeline.train_diffusion
-        print(f"irislib.colab: smoke run: no {kind} run at {ref!r}; training a 2-step tiny one in {root}/{kind}")
-        return train(exp, Path(root) / kind, resume="auto", progress=False)
+    exp = presets.get("tiny").override(smoke_overrides(2))
+    train = pipeline.train_vae if kind == "vae" else pipeline.train_diffusion
+    print(f"irislib.colab: smoke run: no {kind} run at {str(ref)!r}; training a 2-step tiny one in {root}/{kind}")
+    return train(exp, Path(root) / kind, resume="auto", progress=False)
 
-    return one(unet_run, "unet"), one(vae_run, "vae")
+
+def _no_such_run(ref: str, kind: str) -> str:
+    from . import hub
+
+    shipped = ", ".join(repr(entry["name"]) for entry in hub.list_checkpoints() if entry["kind"] == kind)
+    return (f"{ref!r} is neither a run folder nor a checkpoint name in checkpoints_manifest.json. Train the {kind} "
+            f"run first with {TRAINED_BY[kind]} and run_dir={ref!r}, or use a shipped {kind} checkpoint: "
+            f"{shipped or 'none listed'}")
+
+
+def ensure_runs(unet_run: str, vae_run: str | None, smoke: bool = False,
+                root: str | Path = SMOKE_ROOT) -> tuple[Path, Path | None]:
+    """(UNet run folder, VAE run folder or None) via ensure_run."""
+    return ensure_run(unet_run, "unet", smoke, root), ensure_run(vae_run, "vae", smoke, root)
+
+
+def load_sampler(unet_run: str, vae_run: str | None, device: str = "auto", smoke: bool = False,
+                 root: str | Path = SMOKE_ROOT):
+    """A HybridSampler loaded (and verified) once from run folders or manifest names; CPU when smoke."""
+    from .sampler import HybridSampler
+
+    unet_dir, vae_dir = ensure_runs(unet_run, vae_run, smoke, root)
+    sampler = HybridSampler.load(unet_dir, vae_dir, device="cpu" if smoke else device)
+    print(f"loaded {unet_dir} and {vae_dir} on {sampler.device} (max strength {sampler.max_strength:g})")
+    return sampler
+
+
+@dataclass(frozen=True)
+class EvaluationPlan:
+    """The sizes 04_evaluate runs at: the form's, or a few seconds' worth when smoke."""
+    n: int
+    steps: int
+    strengths: list
+    reference: str
+    n_reference: int
+    biometrics: bool
+    device: str
+
+
+def evaluation_plan(n: int, steps: int, strengths, reference: str, n_reference: int, device: str = "auto",
+                    biometrics: bool = True, smoke: bool = False) -> EvaluationPlan:
+    """The form's sizes, shrunk when smoke (at most 4 images, 4 steps, one strength, 8 reference irises from
+    synthetic data, no biometric section, CPU); prints what smoke changed."""
+    strengths = [float(v) for v in (ast.literal_eval(strengths) if isinstance(strengths, str) else strengths)]
+    plan = EvaluationPlan(n, steps, strengths, reference, n_reference, biometrics, device)
+    if not smoke:
+        return plan
+    small = EvaluationPlan(min(n, 4), min(steps, 4), strengths[:1], reference if reference.startswith("synthetic:")
+                           else "synthetic:8", min(n_reference, 8), False, "cpu")
+    changed = [f"{k} {getattr(plan, k)} -> {getattr(small, k)}" for k in plan.__dataclass_fields__
+               if getattr(plan, k) != getattr(small, k)]
+    print(f"smoke: {', '.join(changed) or 'nothing to shrink'}")
+    return small

@@ -433,3 +433,68 @@ def _validate_gear(gear, section: str, lr: float) -> None:
         raise ConfigError(f"{section}.lr={lr:g} differs from the first rate of {section}.gear={table} "
                           f"(lr_schedule=gear uses the table). To scale the table set "
                           f"{section}.gear={json.dumps(scaled)}, or set {section}.lr={gear[0][1]:g} to keep it")
+
+
+# --- one path from typed values to an Experiment (the notebooks and `irislib train-*`) -------------------------
+def build_experiment(preset: str | None = None, config: Any = None, data: str | None = None,
+                     overrides: Any = None) -> Experiment:
+    """The Experiment (what is trained), validated once; the notebooks and the CLI both build it here.
+
+    Precedence, later wins: `config` (a config.json path, JSON text, dict or Experiment) or else `preset` (default
+    "tiny"), then `data` (= data.path), then `overrides` in order. `overrides` is a dict of dotted keys to typed
+    values ({"train.lr": 3e-4}), a list of "key=value" strings (the CLI's --set; strings are parsed for the
+    field's type), or a list mixing both (a notebook's form values, then its `overrides`, then smoke settings).
+    Where it runs (run folder, mirror, device, resume) is a `Placement`, kept apart.
+    """
+    from . import presets
+    if isinstance(config, Experiment):
+        exp = config
+    elif isinstance(config, dict):
+        exp = Experiment.from_dict(config, "config")
+    elif config:
+        exp = Experiment.from_json(config)
+    else:
+        exp = presets.get(preset or "tiny")
+    pairs = ([("data.path", data)] if data else []) + override_pairs(overrides)
+    for key, value in pairs:   # one pair at a time, so a later setting wins even across the image_size shortcut
+        exp = exp.override({key: value})
+    return exp.validate()
+
+
+def override_pairs(overrides: Any) -> list[tuple[str, Any]]:
+    """(dotted key, value) pairs in order from a dict, one "key=value" string, or a list of strings and dicts."""
+    if not overrides:
+        return []
+    if isinstance(overrides, (dict, str)):
+        overrides = [overrides]
+    pairs: list[tuple[str, Any]] = []
+    for item in overrides:
+        if isinstance(item, dict):
+            pairs += [(str(k).strip(), v) for k, v in item.items()]
+        elif isinstance(item, str) and "=" in item:
+            key, value = item.split("=", 1)
+            pairs.append((key.strip(), value.strip()))
+        else:
+            raise ConfigError(f"override {item!r} is not key=value (e.g. train.lr=3e-4) or a dict "
+                              f"{{\"train.lr\": 3e-4}}")
+    return pairs
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a run goes, kept apart from the Experiment (what is trained): run folder, mirror, device, resume."""
+    run_dir: Path
+    mirror_dir: Path | None = None    # a copy of every checkpoint (e.g. Google Drive); None = no mirror
+    device: str | None = None         # None = the experiment's train.device
+    resume: str | None = "auto"       # auto, a run or checkpoint folder, or None to start fresh
+
+    def apply(self, exp: Experiment) -> Experiment:
+        """The experiment the Trainer gets: this placement's mirror and device in train.mirror_dir / train.device."""
+        sets: dict[str, Any] = {"train.mirror_dir": str(self.mirror_dir) if self.mirror_dir else ""}
+        if self.device:
+            sets["train.device"] = self.device
+        return exp.override(sets).validate()
+
+    def describe(self) -> str:
+        return (f"run folder: {self.run_dir}\nmirror: {self.mirror_dir or 'none'}\n"
+                f"device: {self.device or 'the experiment train.device'}\nresume: {self.resume or 'no (fresh start)'}")

@@ -1,17 +1,20 @@
 """Notebook display helpers: image grids, loss plots and a sampling panel that also works headless.
 
-Imported only by the notebooks and the CLI. Every helper writes or returns an ordinary result (a PIL image, a
-PNG file, a figure) so papermill, nbval and viewers without a widget manager see it; widgets only re-render.
-Widgets are skipped when $IRISLIB_HEADLESS is set (CI sets it), when ipywidgets is missing, or outside an
-IPython kernel (plain Python). Works with ipywidgets 7 (Colab) and 8.
+Imported only by the notebooks and the CLI. Every helper writes a file and shows an ordinary output (a PIL image, a
+figure, a printed line) so papermill, nbval and viewers without a widget manager see it; the sampling panel's
+widgets redraw with a sampler loaded once. Widgets are skipped when $IRISLIB_HEADLESS is set (CI sets it), when
+ipywidgets is missing, or outside an IPython kernel (plain Python). Works with ipywidgets 7.7 (Colab) and 8.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
+import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -112,15 +115,15 @@ def side_by_side(panels: list[Image.Image], gap: int = 8) -> Image.Image:
     return canvas
 
 
-def show_samples(run_dir: str | Path, last: int = 1) -> list[Path]:
-    """Display the newest `last` sample grids a training run wrote to run_dir/samples; returns their paths."""
+def show_samples(run_dir: str | Path, last: int = 1) -> None:
+    """Display the newest `last` sample grids a training run wrote to run_dir/samples, each under its file name.
+    Returns nothing, so a notebook cell ending with it does not also print a list."""
     grids = sorted(Path(run_dir).glob("samples/*.png"), key=lambda p: (p.stat().st_mtime, p.name))[-last:]
     if not grids:
         print(f"no sample grids in {Path(run_dir) / 'samples'} yet")
     for p in grids:
-        print(p)
+        print(f"sample grid {p}")
         _display(Image.open(p))
-    return grids
 
 
 # --- loss plots --------------------------------------------------------------------------------------------
@@ -157,6 +160,7 @@ def plot_losses(metrics_jsonl_path: str | Path, path: str | Path | None = None, 
     ax.set_title(f"{Path(metrics_jsonl_path).name}: {len(rows)} logged steps")
     if keys and rows:
         ax.legend(fontsize=8)
+    _plot_dead_units(ax, rows)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     if path is not None:
@@ -169,75 +173,188 @@ def plot_losses(metrics_jsonl_path: str | Path, path: str | Path | None = None, 
     return fig
 
 
-# --- sampling panel ----------------------------------------------------------------------------------------
-SAMPLERS = ("ddim", "ddpm", "dpm++2m")
-PANEL_DEFAULTS = {"strength": 0.5, "steps": 50, "sampler": "ddim", "seed": 0, "n": 16}
+def _plot_dead_units(ax, rows: list[dict]) -> None:
+    """Dead-unit shares per activation type (metrics.jsonl dead_units_<type>) on a second axis, 0-1, dashed."""
+    kinds = sorted({k for r in rows for k, v in r.items() if k.startswith("dead_units_") and
+                    isinstance(v, (int, float))})
+    if not kinds:
+        return
+    ax2 = ax.twinx()
+    for key in kinds:
+        ax2.plot(*zip(*[(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float))]), "--",
+                 label=key)
+    ax2.set_ylim(0, 1)
+    ax2.set_ylabel("dead units (share of channels)")
+    ax2.legend(fontsize=8, loc="upper center")
+
+
+# --- sampling results and the sampling panel ----------------------------------------------------------------
+PANEL_RANGES = {"n": (1, 64), "steps": (1, 250)}   # the sliders' ranges; values outside are refused, not clamped
+QUEUED_CLICK_S = 0.3   # clicks the kernel handles this soon after a draw were made while it ran: dropped
+
+
+def render_result(result, nrow: int = 8) -> Image.Image:
+    """A SampleResult as one picture: VAE drafts | hybrid samples (samples alone for pure-noise sampling)."""
+    cfg = result.config
+    grid = make_grid(result.images, nrow, f"hybrid: strength {cfg.strength:g}, {cfg.steps} {cfg.sampler} steps, "
+                                          f"seed {cfg.seed}")
+    if result.drafts is None or len(result.drafts) == 0:
+        return grid
+    return side_by_side([make_grid(result.drafts, nrow, "VAE drafts"), grid])
+
+
+def summary_line(result, out_dir: str | Path | None = None) -> str:
+    """One line about a draw: what was asked, the start timestep, UNet calls, and where the files are."""
+    cfg = result.config
+    line = (f"{cfg.n} images, strength {cfg.strength:g}, {cfg.sampler} {cfg.steps} steps, seed {cfg.seed}: "
+            f"t0={result.t0}, {result.nfe} UNet calls per image")
+    if out_dir is not None:
+        line += f"; {len(result.paths)} PNGs, grid.png, panel.png and settings.json in {out_dir}"
+    return line
+
+
+def publish(result, out_dir: str | Path | None = None, nrow: int = 8) -> tuple[Image.Image, str]:
+    """(picture, summary line) of a draw; with `out_dir`, its files replace the last draw's there (PNGs, grids,
+    settings.json via SampleResult.save, and panel.png)."""
+    image = render_result(result, nrow)
+    if out_dir is not None:
+        result.save(out_dir)
+        image.save(Path(out_dir) / "panel.png")
+    return image, summary_line(result, out_dir)
+
+
+def show_result(result, out_dir: str | Path | None = None, nrow: int = 8) -> None:
+    """Save a draw (see `publish`), show drafts | samples once and print its line; returns nothing, so a
+    notebook cell ending with it shows the picture once."""
+    image, line = publish(result, out_dir, nrow)
+    _display(image)
+    print(line)
+
+
+def check_panel_config(cfg):
+    """The SampleConfig validated, and inside the panel's slider ranges: a clear error instead of a clamped value."""
+    cfg = cfg.validate()
+    for name, (lo, hi) in PANEL_RANGES.items():
+        value = getattr(cfg, name)
+        if not lo <= value <= hi:
+            raise _config_error(f"{name}={value} is outside the sampling panel's range {lo}..{hi} (its slider "
+                                f"would clamp it); use {name} <= {hi} here, or draw with irislib.sample(..., "
+                                f"{name}={value}) or `irislib sample --{name} {value}`")
+    return cfg   # strength above the UNet's max_strength is refused by HybridSampler.sample, with the same words
+
+
+def _config_error(msg: str) -> Exception:
+    from .config import ConfigError
+    return ConfigError(msg)
 
 
 @dataclass
 class Panel:
-    """What sampling_panel shows: the latest result and picture, and the widgets (None when headless)."""
-    result: Any
-    image: Image.Image
-    params: dict
+    """A loaded sampler and its last draw; widgets (None when headless) redraw with sampler.sample each Draw."""
+    sampler: Any                         # a HybridSampler (anything with .sample(SampleConfig) and .max_strength)
+    config: Any                          # the SampleConfig of the last draw
+    out_dir: Path | None = None
+    nrow: int = 8
+    result: Any = None
+    image: Image.Image | None = None
+    line: str = ""
+    draws: int = 0
+    busy: bool = False
     widget: Any = None
     controls: dict = field(default_factory=dict)
+    status: Any = None                   # a Label: drawing / done / failed
+    output: Any = None                   # the Output widget: picture, line, or the error
+    _done_at: float = float("-inf")
+
+    def draw(self, cfg) -> None:
+        """Draw `cfg` with the loaded models (nothing is loaded or verified again) and publish it."""
+        cfg = check_panel_config(cfg)
+        result = self.sampler.sample(cfg, progress=self.widget is not None)
+        self.image, self.line = publish(result, self.out_dir, self.nrow)
+        self.result, self.config, self.draws = result, cfg, self.draws + 1
+
+    def widget_config(self):
+        """The last SampleConfig with the controls' values (batch_size, eta, respacing kept)."""
+        return dataclasses.replace(self.config, **{k: self.controls[k].value for k in
+                                                   ("strength", "steps", "sampler", "seed", "n")})
+
+    def on_draw(self, _button=None) -> None:
+        """The Draw button: disabled with a status line while drawing; the picture and line, or the error, go
+        into the output widget. Clicks made while a draw runs are dropped, not queued."""
+        if self.busy or _clock() - self._done_at < QUEUED_CLICK_S:
+            return
+        self.busy, button = True, self.controls["draw"]
+        button.disabled, start = True, _clock()
+        try:
+            cfg = self.widget_config()
+            self.status.value = f"drawing {cfg.n} images ({cfg.sampler}, {cfg.steps} steps) ..."
+            with self.output:
+                self._draw_into_output(cfg, start)
+        finally:
+            self.busy, button.disabled, self._done_at = False, False, _clock()
+
+    def _draw_into_output(self, cfg, start: float) -> None:
+        from .config import ConfigError
+        try:
+            self.draw(cfg)
+        except ConfigError as e:
+            self.output.clear_output()
+            self.status.value = "Draw failed: the settings were refused (see below); the files are from the last draw"
+            print(f"Draw failed: {e}")
+            return
+        except Exception as e:  # shown in the panel, not only in a log console
+            self.output.clear_output()
+            self.status.value = f"Draw failed: {type(e).__name__} (see below)"
+            traceback.print_exc()
+            return
+        self.output.clear_output()
+        _display(self.image)
+        print(self.line)
+        self.status.value = f"draw {self.draws} done in {_clock() - start:.1f} s"
 
 
-def render_result(result, params: dict, nrow: int = 8) -> Image.Image:
-    """A sample_fn result (with .images and optional .drafts, or plain images) as drafts | samples grids."""
-    images = getattr(result, "images", result)
-    grid = make_grid(images, nrow, f"hybrid: strength {params.get('strength')}, {params.get('steps')} "
-                                   f"{params.get('sampler')} steps, seed {params.get('seed')}")
-    drafts = getattr(result, "drafts", None)
-    if drafts is None or len(drafts) == 0:
-        return grid
-    return side_by_side([make_grid(drafts, nrow, "VAE drafts"), grid])
+def _clock() -> float:
+    return time.monotonic()
 
 
-def sampling_panel(sample_fn: Callable[..., Any], defaults: dict | None = None, nrow: int = 8,
-                   path: str | Path | None = None) -> Panel:
-    """Call sample_fn(strength, steps, sampler, seed, n) once with `defaults` and show the grid; in a notebook
-    with a widget front end, add sliders and a Draw button that call it again with the chosen values."""
-    params = {**PANEL_DEFAULTS, **(defaults or {})}
-    result = sample_fn(**params)
-    image = render_result(result, params, nrow)
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        image.save(path)
-    _display(image)                       # an ordinary output: visible to papermill, nbval and static viewers
-    panel = Panel(result=result, image=image, params=params)
-    if widgets_available():
-        _build_widgets(panel, sample_fn, nrow)
-        _display(panel.widget)
+def sampling_panel(sampler, config=None, out_dir: str | Path | None = None, nrow: int = 8) -> Panel:
+    """Draw `config` (a SampleConfig) once with a loaded HybridSampler and show it; in a notebook with a widget
+    front end, sliders and a Draw button draw again with the same loaded models.
+
+    With `out_dir`, every draw replaces the files there (PNGs, grid.png, drafts_grid.png, settings.json,
+    panel.png), so they always match the picture. Headless (papermill, CI) the picture and line are ordinary
+    outputs; with widgets they live in the panel's output widget and are replaced each draw.
+    """
+    from .sampler import SampleConfig
+    panel = Panel(sampler, config or SampleConfig(), None if out_dir is None else Path(out_dir), nrow)
+    panel.draw(panel.config)           # the first draw raises as usual, before any widget exists
+    if not widgets_available():
+        _display(panel.image)          # an ordinary output: visible to papermill, nbval and static viewers
+        print(panel.line)
+        return panel
+    _build_widgets(panel)
+    _display(panel.widget)
+    with panel.output:
+        _display(panel.image)
+        print(panel.line)
     return panel
 
 
-def _build_widgets(panel: Panel, sample_fn: Callable[..., Any], nrow: int) -> None:
-    import ipywidgets as w  # 7.x and 8.x share every class and keyword used here
+def _build_widgets(panel: Panel) -> None:
+    import ipywidgets as w  # 7.x (Colab) and 8.x share every class and keyword used here
 
-    p, style = panel.params, {"description_width": "initial"}
-    c = {"strength": w.FloatSlider(value=p["strength"], min=0.0, max=1.0, step=0.05, description="strength",
-                                   style=style),
-         "steps": w.IntSlider(value=p["steps"], min=1, max=250, description="steps", style=style),
-         "sampler": w.Dropdown(options=list(dict.fromkeys([p["sampler"], *SAMPLERS])), value=p["sampler"],
-                               description="sampler"),
-         "seed": w.IntText(value=p["seed"], description="seed"),
-         "n": w.IntSlider(value=p["n"], min=1, max=64, description="n", style=style),
+    from .diffusion.samplers import SAMPLERS
+    p, style = panel.config, {"description_width": "initial"}
+    c = {"strength": w.FloatSlider(value=p.strength, min=0.0, max=panel.sampler.max_strength, step=0.05,
+                                   description="strength", style=style),
+         "steps": w.IntSlider(value=p.steps, min=PANEL_RANGES["steps"][0], max=PANEL_RANGES["steps"][1],
+                              description="steps", style=style),
+         "sampler": w.Dropdown(options=list(SAMPLERS), value=p.sampler, description="sampler"),
+         "seed": w.IntText(value=p.seed, description="seed"),
+         "n": w.IntSlider(value=p.n, min=PANEL_RANGES["n"][0], max=PANEL_RANGES["n"][1], description="n",
+                          style=style),
          "draw": w.Button(description="Draw", button_style="primary")}
-    out = w.Output()
-
-    def on_draw(_button=None):
-        params = {k: c[k].value for k in ("strength", "steps", "sampler", "seed", "n")}
-        panel.result = sample_fn(**params)
-        panel.image, panel.params = render_result(panel.result, params, nrow), params
-        with out:
-            out.clear_output(wait=True)
-            from IPython.display import display
-
-            display(panel.image)
-
-    c["draw"].on_click(on_draw)
-    panel.controls = c
+    c["draw"].on_click(panel.on_draw)
+    panel.controls, panel.status, panel.output = c, w.Label(value="ready: change the controls and press Draw"), w.Output()
     panel.widget = w.VBox([w.HBox([c["strength"], c["steps"], c["sampler"]]),
-                           w.HBox([c["seed"], c["n"], c["draw"]]), out])
+                           w.HBox([c["seed"], c["n"], c["draw"]]), panel.status, panel.output])

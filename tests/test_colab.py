@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from irislib import colab, presets
+from irislib.config import ConfigError, Placement
 
 
 @pytest.fixture
@@ -94,6 +95,29 @@ def test_smoke_overrides_make_a_valid_tiny_cpu_experiment():
     assert presets.get("tiny").override(colab.smoke_overrides(5)).train.max_steps == 5
 
 
+def test_training_experiment_is_the_form_then_overrides_then_smoke():
+    exp = colab.training_experiment("seed-64", "synthetic:32", "train.lr=3e-4; train.seed=9", precision="bf16",
+                                    seed=1, max_steps=7, epochs=0)
+    assert (exp.data.path, exp.train.precision, exp.train.max_steps, exp.train.lr) == ("synthetic:32", "bf16", 7, 3e-4)
+    assert exp.train.seed == 9                                      # `overrides` win over the form
+    assert exp.train.epochs == presets.get("seed-64").train.epochs   # 0 = the preset's value
+    smoke = colab.training_experiment("seed-64", "synthetic:32", ["train.max_steps=50"], max_steps=3, smoke=True)
+    assert (smoke.train.max_steps, smoke.data.path, smoke.unet.num_channels) == (3, "synthetic:16", 32)  # tiny
+    with pytest.raises(ConfigError, match="train.precision"):
+        colab.training_experiment("tiny", "synthetic:8", precision="fp8")
+
+
+def test_placement_is_where_it_runs_and_reaches_the_trainer_through_train(local, tmp_path):
+    env = colab.setup()
+    place = env.placement("runs/vae", mirror_dir=tmp_path / "m", resume="")
+    assert place == Placement(Path("runs/vae"), tmp_path / "m", None, None)
+    exp = place.apply(presets.get("tiny"))
+    assert (exp.train.mirror_dir, exp.train.device) == (str(tmp_path / "m"), presets.get("tiny").train.device)
+    smoke = env.placement("runs/vae", smoke=True)
+    assert (smoke.run_dir, smoke.mirror_dir, smoke.device, smoke.resume) == (Path("runs/smoke/vae"), None, "cpu", "auto")
+    assert smoke.apply(exp).train.mirror_dir == ""
+
+
 def test_parse_overrides_accepts_lists_and_papermill_text():
     want = ["train.lr=3e-4", "unet.channel_mult=1,2,2"]
     assert colab.parse_overrides(want) == want
@@ -104,10 +128,12 @@ def test_parse_overrides_accepts_lists_and_papermill_text():
         colab.parse_overrides("[train.lr=3e-4")
 
 
-def test_smoke_runs_never_touch_drive(fake_colab, tmp_path):
+def test_smoke_runs_never_touch_drive_nor_a_real_run_folder(fake_colab, tmp_path):
     env = colab.setup()
-    assert env.paths("runs/u", smoke=True) == (Path("runs/u"), None)
-    assert env.paths("runs/u", mirror_dir=tmp_path / "m", smoke=True) == (Path("runs/u"), tmp_path / "m")
+    assert env.paths("runs/u", smoke=True) == (Path("runs/smoke/u"), None)
+    assert env.paths("runs/u", mirror_dir=tmp_path / "m", smoke=True) == (Path("runs/smoke/u"), tmp_path / "m")
+    assert colab.smoke_path(tmp_path / "runs" / "smoke" / "u") == tmp_path / "runs" / "smoke" / "u"
+    assert colab.smoke_path("u") == Path("smoke/u")
 
 
 def test_ensure_runs_passes_folders_through_and_fetches_names(tmp_path, monkeypatch):
@@ -119,3 +145,29 @@ def test_ensure_runs_passes_folders_through_and_fetches_names(tmp_path, monkeypa
     pair = colab.ensure_runs(str(tmp_path / "u"), "iris64-vae", smoke=False)
     assert pair == (tmp_path / "u", tmp_path / "iris64-vae")
     assert fetched == ["iris64-vae"]
+
+
+@pytest.mark.parametrize("kind, words", [("unet", ["02_train_diffusion", "'tiny-synthetic-unet'"]),
+                                         ("vae", ["01_train_vae", "'tiny-synthetic-vae'"])])
+def test_a_missing_run_folder_says_what_to_run(tmp_path, kind, words):
+    with pytest.raises(FileNotFoundError) as err:
+        colab.ensure_run(str(tmp_path / "runs" / kind), kind)
+    msg = str(err.value)
+    assert all(w in msg for w in words) and "neither a run folder nor a checkpoint name" in msg
+    assert "no checkpoint named" not in msg
+
+
+def test_a_smoke_run_trains_what_it_cannot_fetch_into_the_smoke_folder(tmp_path, monkeypatch):
+    from irislib import pipeline
+    trained = []
+    monkeypatch.setattr(pipeline, "train_vae", lambda exp, out, **k: trained.append((exp, out)) or out)
+    assert colab.ensure_run("runs/vae", "vae", smoke=True, root=tmp_path / "smoke") == tmp_path / "smoke" / "vae"
+    assert trained[0][0].train.max_steps == 2 and trained[0][0].data.path == "synthetic:16"
+
+
+def test_evaluation_plan_shrinks_only_in_smoke(capsys):
+    full = colab.evaluation_plan(16, 20, "[0.3, 0.5, 0.7]", "/data/iris", 256)
+    assert (full.n, full.steps, full.strengths, full.n_reference, full.biometrics) == (16, 20, [0.3, 0.5, 0.7], 256, True)
+    small = colab.evaluation_plan(16, 20, [0.3, 0.5, 0.7], "/data/iris", 256, smoke=True)
+    assert small == colab.EvaluationPlan(4, 4, [0.3], "synthetic:8", 8, False, "cpu")
+    assert "n 16 -> 4" in capsys.readouterr().out

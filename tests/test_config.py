@@ -3,8 +3,7 @@ import json
 
 import pytest
 
-from irislib.config import (ConfigError, DataConfig, DiffusionConfig, Experiment, TrainConfig, UNetConfig,
-                            VAEConfig, default_channel_mult)
+from irislib.config import ConfigError, Experiment, Placement, UNetConfig, build_experiment, default_channel_mult
 from irislib import presets
 
 
@@ -17,13 +16,19 @@ def test_preset_json_round_trip(name, tmp_path):
     assert Experiment.from_dict(json.loads(path.read_text())) == exp
 
 
-@pytest.mark.parametrize("section", [UNetConfig, DiffusionConfig, VAEConfig, DataConfig, TrainConfig])
+NON_DEFAULT = {"unet": {"unet.channel_mult": [1, 2, 2], "unet.dropout": 0.1},
+               "diffusion": {"diffusion.noise_schedule": "cosine", "diffusion.max_strength": 0.7},
+               "vae": {"vae.latent_type": "vector", "vae.beta": 0.02},
+               "data": {"data.crop_csv": "boxes.csv", "data.synthetic_seed": 3},
+               "train": {"train.ema_rate": [0.999, 0.9999], "train.mirror_dir": "/drive/run"}}
+
+
+@pytest.mark.parametrize("section", list(NON_DEFAULT))
 def test_every_section_round_trips_with_non_default_values(section):
-    exp = Experiment()
-    overrides = {"unet.channel_mult": [1, 2, 2], "diffusion.noise_schedule": "cosine", "vae.latent_type": "vector",
-                 "data.crop_csv": "boxes.csv", "train.ema_rate": [0.999, 0.9999]}
-    exp = exp.override(overrides)
+    exp = Experiment().override(NON_DEFAULT[section])
+    assert getattr(exp, section) != getattr(Experiment(), section)   # the values are not the defaults
     assert Experiment.from_json(exp.to_json()) == exp
+    assert getattr(Experiment.from_json(exp.to_json()), section) == getattr(exp, section)
 
 
 def test_dotted_overrides_parse_strings_for_the_field_type():
@@ -113,3 +118,52 @@ def test_channel_mult_defaults_follow_guided_diffusion():
     assert default_channel_mult(128) == [1, 1, 2, 3, 4]
     assert UNetConfig(image_size=320, channel_mult=[1, 1, 2, 2, 4]).resolved_channel_mult() == [1, 1, 2, 2, 4]
     UNetConfig(image_size=320, channel_mult=[1, 1, 2, 2, 4], attention_resolutions=[20, 10]).validate()
+
+
+# --- build_experiment: one path from typed values (notebooks) or strings (CLI) to a validated Experiment -------
+def test_build_experiment_precedence_config_data_then_overrides_in_order(tmp_path):
+    base = presets.get("tiny").override({"train.lr": 5e-4, "data.path": "synthetic:8"})
+    base.to_json(tmp_path / "config.json")
+    for config in (tmp_path / "config.json", base.to_dict(), base):   # a file, a dict or an Experiment
+        exp = build_experiment("seed-64", config, data="synthetic:32",
+                               overrides=[{"train.max_steps": 3, "train.lr": 1e-3}, "train.max_steps=4"])
+        assert exp.unet == base.unet                                   # config wins over preset
+        assert (exp.data.path, exp.train.lr, exp.train.max_steps) == ("synthetic:32", 1e-3, 4)
+    assert build_experiment("seed-64") == presets.get("seed-64") and build_experiment() == presets.get("tiny")
+    assert build_experiment(overrides={"data.path": "synthetic:4"}, data="synthetic:9").data.path == "synthetic:4"
+
+
+def test_build_experiment_keeps_typed_values_and_parses_strings_alike():
+    typed = build_experiment("tiny", overrides={"train.lr": 3e-4, "unet.attention_resolutions": [16], "image_size": 64,
+                                                "unet.use_checkpoint": True})
+    text = build_experiment("tiny", overrides=["train.lr=3e-4", "unet.attention_resolutions=16", "image_size=64",
+                                               "unet.use_checkpoint=true"])
+    assert typed == text and typed.vae.image_size == typed.data.image_size == 64
+    later = build_experiment("tiny", overrides=[{"image_size": 64}, {"unet.image_size": 32}, {"image_size": 32}])
+    assert later.unet.image_size == later.data.image_size == 32       # a later alias wins over an earlier key
+
+
+@pytest.mark.parametrize("overrides, words", [({"train.batch_size": "many"}, ["train.batch_size", "int"]),
+                                              ({"train.lr": -1.0}, ["train.lr=-1.0", "> 0"]),
+                                              (["train.lr"], ["key=value"]), ([3], ["key=value"]),
+                                              ({"unet.image_size": 64}, ["image sizes disagree"])])
+def test_build_experiment_validates_once_with_one_clear_error(overrides, words):
+    with pytest.raises(ConfigError) as err:
+        build_experiment("tiny", overrides=overrides)
+    assert all(w in str(err.value) for w in words), str(err.value)
+
+
+def test_the_cli_builds_the_same_experiment(tmp_path):
+    from irislib import cli
+    args = cli.build_parser().parse_args(["train-vae", "--preset", "seed-64", "--data", "synthetic:16", "--out", "x",
+                                          "--set", "train.lr=3e-4", "--set", "train.max_steps=5"])
+    assert cli.experiment_from_args(args) == build_experiment("seed-64", data="synthetic:16",
+                                                              overrides={"train.lr": 3e-4, "train.max_steps": 5})
+
+
+def test_placement_sets_where_it_runs_apart_from_the_experiment(tmp_path):
+    exp = build_experiment("tiny", overrides={"train.mirror_dir": "/elsewhere"})
+    placed = Placement(tmp_path / "run", tmp_path / "mirror", device="cpu", resume=None).apply(exp)
+    assert (placed.train.mirror_dir, placed.train.device) == (str(tmp_path / "mirror"), "cpu")
+    assert Placement(tmp_path / "run").apply(exp).train.mirror_dir == ""   # no mirror: none, whatever was set
+    assert placed.unet == exp.unet and placed.data == exp.data
