@@ -477,6 +477,7 @@ def publish(run_dir: str | Path, name: str, *, dest_dir: str | Path = "checkpoin
     out = dest / f"{name}.safetensors"
     tmp = out.with_name(f".{out.name}.tmp")
     save_file(tensors, str(tmp), metadata={"irislib_name": name, "dtype": dtype})
+    os.chmod(tmp, 0o644)  # readable like any repository file (save_file writes 0600)
     os.replace(tmp, out)
     base = manifest_path.resolve().parent
     entry = {"name": name, "kind": kind or _guess_kind(weights, config), "filename": f"{name}.safetensors",

@@ -51,7 +51,7 @@ def _cpu_64() -> Experiment:
         vae=VAEConfig(image_size=64, base_channels=32, channel_mult=[1, 2, 4, 4], latent_type="vector",
                       latent_dim=32, beta=0.02, edge_weight=0.5),
         data=DataConfig(path="synthetic:2048", image_size=64),
-        train=TrainConfig(lr=1e-3, lr_schedule="cosine", warmup_steps=100, batch_size=16, max_steps=2000,
+        train=TrainConfig(lr=1e-3, lr_schedule="cosine", warmup_steps=100, batch_size=16, max_steps=1000,
                           ema_rate=[0.999], save_every_steps=250, save_every_minutes=10.0, log_every_steps=25,
                           sample_grid_images=8, channels_last=True))
 
