@@ -28,16 +28,19 @@ def _as_image_list(images) -> list:
     return list(arr)
 
 
-def measure_set(images, *, value_range: tuple[float, float] | None = None) -> dict[str, np.ndarray]:
+def measure_set(images, *, value_range: tuple[float, float] | None = None,
+                strict: bool = True) -> dict[str, np.ndarray]:
     """Measure every image -> {metric: float array [N]} (NaN where not found) plus "found" (bool [N]).
 
     For a batch the value range is decided once for the whole set (see `to_unit_image`): [-1, 1] if any value is
-    below -1e-3, so all images of one set are normalised alike.
+    below -1e-3, so all images of one set are normalised alike. `strict=False` keeps the measurements of dark
+    regions that are not pupils (found stays False): a set of blurred blobs then still has edge widths, where
+    strict metrics describe only the images that hold a pupil.
     """
     items = _as_image_list(images)
     if value_range is None and items and all(np.asarray(_np(x)).dtype.kind == "f" for x in items):
         value_range = (-1.0, 1.0) if min(float(np.nanmin(_np(x))) for x in items) < -1e-3 else (0.0, 1.0)
-    rows = [measure_pupil(x, value_range=value_range) for x in items]
+    rows = [measure_pupil(x, value_range=value_range, strict=strict) for x in items]
     out = {name: np.array([getattr(m, name) for m in rows], dtype=np.float64) for name in MEASURE_NAMES}
     out["found"] = np.array([m.found for m in rows], dtype=bool)
     return out
@@ -75,14 +78,39 @@ def wasserstein1(a, b) -> float:
     return float(np.sum(np.abs(cdf_a - cdf_b) * np.diff(x)))
 
 
-def compare_sets(generated, reference, metrics=COMPARED) -> dict:
+def compare_sets(generated, reference, metrics=COMPARED, *, strict: bool = True) -> dict:
     """W1 per metric between a generated and a reference set (images or `measure_set` dicts) + both summaries.
 
     Returns {"w1": {metric: float}, "found_rate": {"generated", "reference"}, "generated": summary,
     "reference": summary}; W1 is in the metric's own unit (px for widths/radii) and 0 means identical distributions.
+    `strict` is passed to `measure_set` for image sets.
     """
-    gen = generated if isinstance(generated, dict) else measure_set(generated)
-    ref = reference if isinstance(reference, dict) else measure_set(reference)
+    gen = generated if isinstance(generated, dict) else measure_set(generated, strict=strict)
+    ref = reference if isinstance(reference, dict) else measure_set(reference, strict=strict)
     return {"w1": {m: wasserstein1(gen[m], ref[m]) for m in metrics},
             "found_rate": {"generated": float(np.mean(gen["found"])), "reference": float(np.mean(ref["found"]))},
             "generated": summarize(gen), "reference": summarize(ref)}
+
+
+def metric_floors(reference, *, n_generated: int | None = None, splits: int = 8, seed: int = 0,
+                  metrics=COMPARED) -> dict:
+    """What each metric reads on the reference set itself, i.e. the best a generator can score at this size.
+
+    `reference`: images or a `measure_set` dict. Returns {"n_reference", "found_rate": the reference's found rate,
+    "median": {metric: the reference's median}, "w1": {metric: W1 floor}}. The W1 floor is the mean W1 between
+    random halves of the reference over `splits` splits, rescaled by sqrt((1/n_gen + 1/n_ref) / (4/n_ref)) (W1 of
+    two samples of one distribution shrinks like sqrt(1/n1 + 1/n2)) to a comparison of `n_generated` images
+    (default: as many as the reference) with the whole reference. A W1 at or below its floor is noise."""
+    ref = reference if isinstance(reference, dict) else measure_set(reference)
+    n = len(ref["found"])
+    if n < 4:
+        raise ValueError(f"metric floors need at least 4 reference images, got {n}")
+    n_gen = n_generated or n
+    scale = math.sqrt((1 / n_gen + 1 / n) / (4 / n))
+    rng = np.random.default_rng(seed)
+    halves = [np.array_split(rng.permutation(n), 2) for _ in range(splits)]
+    s = summarize(ref)
+    return {"n_reference": n, "found_rate": s["found_rate"],
+            "median": {m: s[m]["median"] for m in metrics},
+            "w1": {m: scale * float(np.nanmean([wasserstein1(ref[m][a], ref[m][b]) for a, b in halves]))
+                   for m in metrics}}

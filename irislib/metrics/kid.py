@@ -134,3 +134,18 @@ def _min_value(images) -> float:
         return min(_min_value(x) for x in images)
     x = images.detach().cpu().numpy() if torch.is_tensor(images) else np.asarray(images)
     return 0.0 if x.dtype == np.uint8 else float(np.nanmin(x))
+
+
+def kid_floor(reference, extractor=None, *, splits: int = 4, seed: int = 0, **kwargs) -> tuple[float, float]:
+    """KID between random halves of the reference -> (mean, std over splits): the noise level a KID of generated
+    vs reference images should be read against (half-size sets, so it is somewhat above that of full sets)."""
+    x = reference if torch.is_tensor(reference) else torch.as_tensor(np.asarray(reference))
+    if len(x) < 4:
+        raise ValueError(f"a KID floor needs at least 4 reference images, got {len(x)}")
+    g = torch.Generator().manual_seed(seed)
+    vals = []
+    for _ in range(splits):
+        idx = torch.randperm(len(x), generator=g)
+        a, b = x[idx[:len(x) // 2]], x[idx[len(x) // 2:]]
+        vals.append(compute_kid(a, b, extractor, generator=seed, **kwargs)[0])
+    return float(np.mean(vals)), float(np.std(vals))

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from irislib.metrics import RandomConvFeatures, compute_kid, kid, mmd2_unbiased
+from irislib.metrics import RandomConvFeatures, compute_kid, kid, kid_floor, mmd2_unbiased
 from irislib.metrics.pupil import box_blur
 
 
@@ -61,3 +61,5 @@ def test_compute_kid_clean_vs_blurred_irises():
     signed = compute_kid(torch.from_numpy(clean[:16] * 2 - 1)[:, None], clean[16:] * 2 - 1, ext, subsets=50,
                          subset_size=12)                          # [-1, 1] input is detected and rescaled
     assert signed == pytest.approx((same, same_std), rel=1e-4, abs=1e-7)
+    floor, floor_std = kid_floor(clean, ext, subsets=20, subset_size=12)    # halves of the reference
+    assert abs(floor) < diff / 3 and floor_std >= 0

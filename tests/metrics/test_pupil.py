@@ -153,10 +153,13 @@ def test_deformed_pupils_score_clearly_worse(synthetic, clean_measures):
     seeds = list(SEEDS)[:10]
     res_clean = np.median([clean_measures[s].ellipse_residual for s in seeds])
     w_clean = np.median([clean_measures[s].edge_width_px for s in seeds])
-    lobed = [measure_pupil(synthetic.generate(s, 128, pupil_lobes=0.15)[0]) for s in seeds]
-    blurred = [measure_pupil(synthetic.generate(s, 128, pupil_blur_px=3)[0]) for s in seeds]
+    # A +-15 % three-lobed outline is lumpy and a 3 px blur leaves a soft blob, not a pupil edge, so found is
+    # mostly False; strict=False keeps their measurements, which must still score them worse.
+    lobed = [measure_pupil(synthetic.generate(s, 128, pupil_lobes=0.15)[0], strict=False) for s in seeds]
+    blurred = [measure_pupil(synthetic.generate(s, 128, pupil_blur_px=3)[0], strict=False) for s in seeds]
     assert res_clean < 0.012 and w_clean < 2.5
-    assert all(m.found for m in lobed + blurred)
+    assert all(np.isfinite(m.ellipse_residual) and np.isfinite(m.edge_width_px) for m in lobed + blurred)
+    assert sum(m.found for m in blurred) <= 3          # only large pupils (rise <= 0.3 r) keep a pupil edge
     assert np.median([m.ellipse_residual for m in lobed]) > 4 * res_clean
     assert min(m.ellipse_residual for m in lobed) > max(clean_measures[s].ellipse_residual for s in seeds)
     assert np.median([m.edge_width_px for m in blurred]) > 2.5 * w_clean
@@ -165,12 +168,12 @@ def test_deformed_pupils_score_clearly_worse(synthetic, clean_measures):
 
 def test_own_degradations_score_worse(clean, clean_measures):
     seeds = list(SEEDS)[:10]
-    boxed = [measure_pupil(P.box_blur(clean[s][0].astype(np.float64), 2)) for s in seeds]       # 5x5 box blur
-    smeared = [measure_pupil(smear(*clean[s], seed=s)) for s in seeds]
+    boxed = [measure_pupil(P.box_blur(clean[s][0].astype(np.float64), 2), strict=False) for s in seeds]  # 5x5 box
+    smeared = [measure_pupil(smear(*clean[s], seed=s), strict=False) for s in seeds]
     for s, mb, ms in zip(seeds, boxed, smeared):
         c = clean_measures[s]
-        assert mb.found and mb.edge_width_px > c.edge_width_px + 1.5, (s, c.edge_width_px, mb.edge_width_px)
-        assert ms.found and (ms.ellipse_residual > 2 * c.ellipse_residual
+        assert mb.edge_width_px > c.edge_width_px + 1.5, (s, c.edge_width_px, mb.edge_width_px)
+        assert (ms.ellipse_residual > 2 * c.ellipse_residual
                              or ms.edge_width_p90_px > c.edge_width_p90_px + 2), (s, c, ms)
 
 
