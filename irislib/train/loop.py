@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__, checkpoint
 from ..config import ConfigError, Experiment
-from . import distributed, lr as lr_lib
+from . import distributed, lr as lr_lib, precision as precision_lib, speed
 from .ema import EMA
 from .metrics import LossMeter, Reporter, dead_unit_shares
 
@@ -47,14 +47,20 @@ class Trainer:
         self.run_dir, self.sample_fn, self.progress = Path(run_dir), sample_fn, progress
         self.dist = distributed.setup(self.cfg.device)
         self.device = self.dist.device
+        self.precision = precision_lib.resolve(self.cfg.precision, self.device)  # "auto" -> bf16, fp16 or fp32
         self._setup_batches()
         self.model = model.to(self.device)
+        if self.cfg.fast_groupnorm:
+            speed.fast_groupnorm(self.model)
         self.ddp_model = self.model
         if self.dist.is_distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DDP(self.model, device_ids=ids)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == "fp16")
+        self.ddp_model = speed.compile_module(self.ddp_model, self.cfg)  # self.model is what is saved
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                     **speed.optimizer_kwargs(self.cfg, self.device))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision_lib.uses_grad_scaler(self.precision))
+        self.device_data = speed.device_data(dataset, self.device, self.cfg)  # train.data_on_device, else None
         self.ema = EMA(self.model, self.cfg.ema_rate, self.cfg.ema_warmup)
         self.step = self.epoch = self.pos = 0
         self.counters = {"nan_steps": 0, "nan_grad_steps": 0, "skipped_steps": 0}
@@ -229,6 +235,8 @@ class Trainer:
         B, world = self.cfg.batch_size, self.dist.world_size
         perm = epoch_permutation(len(self.dataset), self.cfg.seed, self.epoch).tolist()
         batches = [perm[s:s + B][self.dist.rank::world] for s in range(self.pos, self.steps_per_epoch * B, B)]
+        if self.device_data is not None:  # the same batches, gathered on the device
+            return speed.device_batches(self.device_data, batches)
         workers = self.exp.data.num_workers
         return DataLoader(self.dataset, batch_sampler=batches, num_workers=workers,
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
@@ -279,7 +287,7 @@ class Trainer:
         return bool(flag.item() > 0), terms_all
 
     def _autocast(self):
-        p = self.cfg.precision
+        p = self.precision
         if p == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16 if p == "bf16" else torch.float16)
