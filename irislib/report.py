@@ -348,7 +348,8 @@ def demo(out: str | Path = "demo_out", quick: bool = False) -> Path:
     out = Path(out)
     steps, n, calls = (2, 4, 2) if quick else (20, 64, 20)
     base = presets.get("tiny").override({"data.path": "synthetic:64", "train.epochs": 0, "train.save_every_steps": 10,
-                                         "train.sample_grid_images": 4, "train.sample_grid_steps": 2})
+                                         "train.sample_grid_images": 4, "train.sample_grid_steps": 2,
+                                         "train.log_every_steps": 1})
     for total in (steps, 2 * steps):   # the second call resumes from the first's checkpoint
         train_vae(base.override({"train.max_steps": total}), out / "train" / "vae_run", resume="auto",
                   progress=not quick)

@@ -307,7 +307,7 @@ def test_hybrid_sampling_notebook_says_what_is_wrong(params, words, tmp_path, ke
 def test_evaluate_notebook_writes_metrics_and_smoke_shrinks_it(trained):
     out = trained.root / "evaluation"
     nb = execute("04_evaluate", trained.root / "e", unet_run=str(trained.unet), vae_run=str(trained.vae),
-                 out_dir=str(out))                                 # the form's sizes: 16 images, 3 strengths, 256 refs
+                 vanilla_unet="", out_dir=str(out))  # no 64 px full-chain peer beside these 32 px runs                                 # the form's sizes: 16 images, 3 strengths, 256 refs
     report = json.loads((out / "metrics.json").read_text())
     assert "kid" in report
     assert any((out / "compare").iterdir())
@@ -323,7 +323,7 @@ def test_quickstart_samples_the_shipped_pair_offline(tmp_path, kernel_env, monke
     monkeypatch.setenv("IRISLIB_CACHE", str(tmp_path / "cache"))
     nb = execute("00_quickstart", tmp_path, out_dir=str(out), n=4, steps=4)
     assert not (tmp_path / "runs").exists()  # nothing trained: the shipped checkpoints were fetched and verified
-    for name in ("tiny-synthetic-unet", "tiny-synthetic-vae"):
+    for name in ("iris64-unet", "iris64-vae"):
         assert (tmp_path / "cache" / name / "run" / "config.json").is_file()
     assert len(list(out.glob("sample*.png"))) == 4 and (out / "panel.png").is_file()
     assert pngs_shown(nb) == 1                                    # the grid once, not also as a cell result
@@ -345,6 +345,8 @@ def test_nbval_lax_on_smoke_copies(name, trained, tmp_path):
         params = {"smoke": True, "run_dir": str(tmp_path / "run"), "mirror_dir": "none"}
     if name.startswith(("03", "04")):
         params.update(unet_run=str(trained.unet), vae_run=str(trained.vae), out_dir=str(tmp_path / "out"))
+    if name.startswith("04"):
+        params["vanilla_unet"] = ""  # the shipped full-chain peer is 64 px; these runs are 32 px
     pm.execute_notebook(str(NB_DIR / f"{name}.ipynb"), str(copy), parameters=params, prepare_only=True,
                         kernel_name="python3", progress_bar=False)
     env = {**os.environ, "IRISLIB_CACHE": str(tmp_path / "cache")}

@@ -151,9 +151,15 @@ def test_conditional_refiner_trains_on_vae_reconstructions_and_samples(runs, tmp
 def test_cli_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     assert cli.main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
     rep = json.loads((tmp_path / "demo" / "report" / "report.json").read_text())
-    assert {"vae_draft", "vanilla", "hybrid_s0.5"} <= set(rep["methods"])
+    # the shipped 64 px pair: vanilla from the full-chain peer, hybrid from the truncated UNet, equal calls
+    assert {"vae_draft", "vanilla_2", "hybrid_s0.5_2", "fullchain_hybrid_s0.5_2"} <= set(rep["methods"])
+    assert rep["settings"]["image_size"] == 64 and rep["methods"]["vanilla_2"]["unet"] == "full-chain"
     assert (tmp_path / "demo" / "samples" / "grid.png").is_file()
-    assert "| hybrid_s0.5 |" in capsys.readouterr().out
+    # training and resume: the second call continued each run from the first's checkpoint to 2x the steps
+    for run in ("vae_run", "unet_run"):
+        steps = [json.loads(x)["step"] for x in (tmp_path / "demo" / "train" / run / "metrics.jsonl").open()]
+        assert steps == sorted(steps) and steps[-1] == 4
+    assert "| hybrid_s0.5_2 |" in capsys.readouterr().out
 
 
 def test_vae_prior_reaches_the_drive_mirror(tmp_path):
