@@ -97,7 +97,7 @@ def _methods(main, peer, strengths, steps, peer_steps) -> tuple[list[Method], li
 def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps=(20,), n: int = 16, seed: int = 0,
             reference: str | None = None, sampler: str = "ddim", device: str = "auto", vanilla_unet=None,
             peer_steps=None, n_reference: int = 256, batch_size: int = 16, biometrics: bool = True,
-            hd_threshold: float = 0.34) -> dict:
+            hd_threshold: float = 0.34, n_training: int = 512) -> dict:
     """VAE drafts, vanilla (pure noise) and hybrid at several strengths, at equal UNet calls; JSON + figures in out.
 
     `vanilla_unet`: a full-chain UNet trained with the same budget, for vanilla sampling when `unet_run` is
@@ -137,7 +137,8 @@ def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps=(20,), n: i
     report["targets"] = check_targets(report)
     if biometrics:
         report["biometrics"] = biometric_section(grids, ref, main.experiment, Path(out) / "identity",
-                                                 headline=_headline(rows), threshold=hd_threshold)
+                                                 headline=_headline(rows), threshold=hd_threshold,
+                                                 n_training=n_training)
     _write_report(Path(out), report, grids, ref)
     return report
 
@@ -195,7 +196,7 @@ def reference_floors(ref: np.ndarray) -> dict:
     generator would score with this many images)."""
     measures = measure_set(ref)
     half = len(ref) // 2
-    split = compare_sets(measure_set(ref[:half]), measure_set(ref[half:]))
+    split = compare_sets({k: v[:half] for k, v in measures.items()}, {k: v[half:] for k, v in measures.items()})
     kid_mean, _ = compute_kid(ref[:half], ref[half:], value_range=(0.0, 1.0))
     summary = summarize_measures(measures)
     summary.update({f"{m}_w1": split["w1"][m] for m in ("ellipse_residual", "edge_width_px", "pupil_iris_ratio")})
@@ -346,7 +347,7 @@ def demo(out: str | Path = "demo_out", quick: bool = False) -> Path:
     """
     from .pipeline import sample, train_diffusion, train_vae
     out = Path(out)
-    steps, n, calls = (2, 4, 2) if quick else (20, 64, 20)
+    steps, n, calls = (2, 4, 2) if quick else (20, 32, 20)
     base = presets.get("tiny").override({"data.path": "synthetic:64", "train.epochs": 0, "train.save_every_steps": 10,
                                          "train.sample_grid_images": 4, "train.sample_grid_steps": 2,
                                          "train.log_every_steps": 1})
@@ -358,6 +359,6 @@ def demo(out: str | Path = "demo_out", quick: bool = False) -> Path:
     sample(SHIPPED["unet"], SHIPPED["vae"], out=out / "samples", n=n, strength=0.5, steps=calls)
     report = compare(SHIPPED["unet"], SHIPPED["vae"], out / "report", strengths=(0.3, 0.5, 0.7), steps=(calls,),
                      n=n, reference="synthetic:256", vanilla_unet=SHIPPED["vanilla_unet"],
-                     n_reference=16 if quick else 256, biometrics=not quick)
+                     n_reference=16 if quick else 128, biometrics=not quick, n_training=128)
     print(markdown_table(report))
     return out / "report"

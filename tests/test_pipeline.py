@@ -121,7 +121,9 @@ def test_evaluate_scores_synthetic_irises_against_themselves_better_than_blurred
     blurred = report.evaluate(torch.nn.functional.avg_pool2d(
         torch.from_numpy(report.reference_images("synthetic:6", 64)[:, None] * 2 - 1), 5, 1, 2),
         reference="synthetic:12")
-    assert blurred["w1"]["edge_width_px"] > clean["w1"]["edge_width_px"]
+    # blurred pupils are either no longer found (the strict decision) or found with wider edges
+    assert blurred["found_rate"]["generated"] < clean["found_rate"]["generated"] or \
+        blurred["w1"]["edge_width_px"] > clean["w1"]["edge_width_px"]
 
 
 def test_cli_train_then_resume_auto(tmp_path, capsys):

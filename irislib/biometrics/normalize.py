@@ -36,10 +36,11 @@ class Boundaries:
         return math.sqrt(self.pupil_a * self.pupil_b)
 
     @classmethod
-    def from_measurement(cls, m) -> Boundaries | None:
-        """From irislib.metrics.PupilMeasurement; None when the pupil or the limbus was not found."""
+    def from_measurement(cls, m, require_found: bool = True) -> Boundaries | None:
+        """From irislib.metrics.PupilMeasurement; None when the pupil or the limbus was not found (or, with
+        require_found=False, not measured at all)."""
         vals = (m.cx, m.cy, m.a, m.b, m.angle_deg, m.iris_cx, m.iris_cy, m.iris_radius)
-        if not m.found or not all(np.isfinite(vals)) or m.iris_radius <= m.a:
+        if (require_found and not m.found) or not all(np.isfinite(vals)) or m.iris_radius <= m.a:
             return None
         return cls(*(float(v) for v in vals))
 
@@ -70,8 +71,11 @@ class Boundaries:
 
 
 def fit_boundaries(image) -> Boundaries | None:
-    """Boundaries of one eye image from irislib's own pupil ellipse and limbus circle fits (None if not found)."""
-    return Boundaries.from_measurement(measure_pupil(image))
+    """Boundaries of one eye image from irislib's own pupil ellipse and limbus circle fits (None if not found).
+
+    Segmentation only: a blurred or noisy pupil that the strict "is this a good pupil" decision rejects still has
+    a boundary to unwrap (a blurred copy of a training iris must still be matched against it)."""
+    return Boundaries.from_measurement(measure_pupil(image, strict=False), require_found=False)
 
 
 def sample_grid(bnd: Boundaries, n_rho: int, n_theta: int, inclusive: bool = False) -> tuple[np.ndarray, ...]:
