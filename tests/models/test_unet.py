@@ -5,6 +5,7 @@ import torch
 from irislib.config import ConfigError, UNetConfig
 from irislib.models import layers
 from irislib.models.unet import UNet
+from unet_helpers import randomized  # noqa: F401  (shared with tests/gpu and tests/train)
 
 gd_unet = pytest.importorskip("guided_diffusion.unet")
 gd_nn = pytest.importorskip("guided_diffusion.nn")
@@ -15,16 +16,6 @@ def tiny_cfg(**kw) -> UNetConfig:
     base = dict(image_size=32, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult=[1, 2],
                 attention_resolutions=[16], num_heads=2, learn_sigma=True)
     return UNetConfig(**{**base, **kw})
-
-
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Redraw the zero-initialised parameters so every block contributes to the output."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
-    return model
 
 
 def rel_err(a, b) -> float:

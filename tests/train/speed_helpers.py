@@ -9,6 +9,7 @@ from irislib.diffusion import GaussianDiffusion
 from irislib.diffusion.resample import make_t_sampler
 from irislib.models.unet import UNet
 from irislib.train import DiffusionTask, Trainer
+from unet_helpers import randomized  # noqa: F401  (shared with tests/gpu and tests/train)
 
 
 def tiny_unet_cfg(**kw) -> UNetConfig:
@@ -16,16 +17,6 @@ def tiny_unet_cfg(**kw) -> UNetConfig:
     base = dict(image_size=16, in_channels=1, num_channels=32, num_res_blocks=1, channel_mult=[1, 2],
                 attention_resolutions=[8], num_heads=2)
     return UNetConfig(**{**base, **kw})
-
-
-def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Redraw the zero-initialised parameters (output convs) so that every block reaches the loss."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if not p.any():
-                p.copy_(torch.randn(p.shape, generator=gen).to(p) * 0.05)
-    return model
 
 
 class TensorImages(torch.utils.data.Dataset):
