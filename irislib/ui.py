@@ -84,8 +84,10 @@ def to_uint8(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> list[np.
     return out
 
 
-def make_grid(images, nrow: int = 8, title: str | None = None, value_range=(-1.0, 1.0)) -> Image.Image:
-    """Tile images into one PIL image, `nrow` per row, with an optional title strip above."""
+def titled_grid(images, nrow: int = 8, title: str | None = None, value_range=(-1.0, 1.0)) -> Image.Image:
+    """Tile any batch (tensors, arrays, PIL images, paths) `nrow` per row, with an optional title strip above.
+
+    For notebooks; `imageio.make_grid` is the plain tensor grid the run directories and reports write."""
     grid = imageio.tile(to_uint8(images, value_range), nrow, PAD, TITLE_PX if title else 0)
     if title:
         ImageDraw.Draw(grid).text((PAD, 1), title, fill=255 if grid.mode == "L" else (255, 255, 255))
@@ -95,7 +97,7 @@ def make_grid(images, nrow: int = 8, title: str | None = None, value_range=(-1.0
 def show_grid(images, nrow: int = 8, title: str | None = None, path: str | Path | None = None,
               value_range=(-1.0, 1.0)) -> Image.Image:
     """Make a grid, save it to `path` (PNG) if given, and display it inline in a notebook."""
-    grid = make_grid(images, nrow, title, value_range)
+    grid = titled_grid(images, nrow, title, value_range)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         grid.save(path)
@@ -196,11 +198,11 @@ QUEUED_CLICK_S = 0.3   # clicks the kernel handles this soon after a draw were m
 def render_result(result, nrow: int = 8) -> Image.Image:
     """A SampleResult as one picture: VAE drafts | hybrid samples (samples alone for pure-noise sampling)."""
     cfg = result.config
-    grid = make_grid(result.images, nrow, f"hybrid: strength {cfg.strength:g}, {cfg.steps} {cfg.sampler} steps, "
+    grid = titled_grid(result.images, nrow, f"hybrid: strength {cfg.strength:g}, {cfg.steps} {cfg.sampler} steps, "
                                           f"seed {cfg.seed}")
     if result.drafts is None or len(result.drafts) == 0:
         return grid
-    return side_by_side([make_grid(result.drafts, nrow, "VAE drafts"), grid])
+    return side_by_side([titled_grid(result.drafts, nrow, "VAE drafts"), grid])
 
 
 def summary_line(result, out_dir: str | Path | None = None) -> str:

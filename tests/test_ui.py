@@ -31,7 +31,7 @@ def test_grid_places_each_image(tmp_path):
         y, x = pad + r * (6 + pad), pad + c * (8 + pad)
         assert (a[y:y + 6, x:x + 8] == i * 40).all()
     assert a[0].max() == 0                                         # padding stays black
-    titled = ui.make_grid(imgs, nrow=5, title="t")
+    titled = ui.titled_grid(imgs, nrow=5, title="t")
     assert titled.height == 6 + 2 * pad + ui.TITLE_PX
 
 
@@ -93,7 +93,7 @@ def test_sampling_panel_headless_draws_once_and_writes_the_files(monkeypatch, tm
     assert sampler.calls == [SampleConfig(n=4, seed=3)]
     assert panel.widget is None and panel.controls == {}
     assert shown == [panel.image]                                   # the picture once, as an ordinary output
-    one = ui.make_grid(panel.result.images, 4, "x")
+    one = ui.titled_grid(panel.result.images, 4, "x")
     assert panel.image.width == 2 * one.width + 8                   # drafts | samples
     assert Image.open(tmp_path / "s" / "panel.png").size == panel.image.size
     assert len(list((tmp_path / "s").glob("sample_*.png"))) == 4
