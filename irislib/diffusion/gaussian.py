@@ -259,7 +259,8 @@ class GaussianDiffusion:
             variance = self._extract(tables[0], t, x).expand_as(x)
             log_variance = self._extract(tables[1], t, x).expand_as(x)
 
-        raw_xstart = output if self.model_mean_type is ModelMeanType.START_X else self.predict_xstart_from_eps(x, t, output)
+        raw_xstart = (output if self.model_mean_type is ModelMeanType.START_X
+                      else self.predict_xstart_from_eps(x, t, output))
         pred_xstart = denoised_fn(raw_xstart) if denoised_fn is not None else raw_xstart
         if clip_denoised:
             pred_xstart = pred_xstart.clamp(-1, 1)

@@ -25,7 +25,7 @@ Noise = Callable[[], torch.Tensor]                         # a fresh standard-no
 
 @dataclass
 class DenoiseOutput:
-    """Result of `denoise`: images, the start timestep t0 (original scale; -1 = not noised), visited steps, UNet calls."""
+    """Result of `denoise`: images, start timestep t0 (original scale; -1 = not noised), visited steps, UNet calls."""
     x: torch.Tensor                                     # [B, C, H, W]
     t0: int
     timesteps: list[int] = field(default_factory=list)  # original-scale timesteps the model was called at, high to low

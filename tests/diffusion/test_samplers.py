@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from irislib.diffusion import samplers, space_timesteps, strength_to_timestep, timestep_to_strength
+from irislib.diffusion import plan, samplers, space_timesteps, strength_to_timestep, timestep_to_strength
 
 SHAPE = (2, 1, 8, 8)
 
@@ -222,3 +222,42 @@ def test_bad_arguments_are_explained(ours, toy_model):
         samplers.denoise(model, d, shape=SHAPE, strength=1.5)
     with pytest.raises(ValueError, match="shape"):
         samplers.denoise(model, d)
+
+
+# --- the sampler functions and their registry ------------------------------------------------------
+@pytest.mark.parametrize("name", list(samplers.SAMPLERS))
+def test_a_sampler_function_walks_a_plan_by_itself(name, ours, toy_model):
+    """k-diffusion style: plan once, then sampler(predict, x, schedule, noise) yields x after each model call."""
+    model, d = toy_model(), ours(1000)
+    schedule = plan(d, 0.6, 5)
+    x_init = torch.randn(SHAPE, generator=torch.Generator().manual_seed(8))
+    stream = torch.Generator().manual_seed(9)          # the start noise, then each step's noise
+    top = torch.full((2,), len(schedule.timesteps) - 1)
+    x = schedule.chain.q_sample(x_init, top, torch.randn(SHAPE, generator=stream))
+    with torch.no_grad():
+        xs = list(samplers.SAMPLERS[name](lambda x_t, t: schedule.chain.p_mean_variance(model, x_t, t), x, schedule,
+                                          lambda: torch.randn(SHAPE, generator=stream)))
+    assert len(xs) == len(schedule.timesteps) == 5
+    assert [c[0].item() for c in model.calls] == list(schedule.timesteps)   # original-scale timesteps, t0 first
+    # the glue (plan, start, walk) gives the same numbers from one generator drawing the same stream
+    glued = samplers.denoise(toy_model(), d, x_init=x_init, strength=0.6, steps=5, sampler=name,
+                             generator=torch.Generator().manual_seed(9))
+    assert glued.t0 == schedule.t0 and glued.timesteps == list(schedule.timesteps)
+    torch.testing.assert_close(glued.x, xs[-1], rtol=0, atol=0)
+
+
+def test_the_registry_is_the_one_list_of_sampler_names(monkeypatch, capsys):
+    """CLI --sampler (both commands) and SampleConfig read SAMPLERS: a name added there is accepted everywhere."""
+    from irislib import cli
+    from irislib.config import ConfigError
+    from irislib.sampler import SampleConfig
+    monkeypatch.setitem(samplers.SAMPLERS, "euler-test", samplers.ddim)
+    parser = cli.build_parser()
+    for command in (["sample", "--unet", "u", "--out", "o"], ["evaluate", "--out", "o"]):
+        assert parser.parse_args([*command, "--sampler", "euler-test"]).sampler == "euler-test"
+        with pytest.raises(SystemExit):
+            parser.parse_args([*command, "--sampler", "heun"])
+        assert "'ddpm', 'ddim', 'dpm++2m', 'euler-test'" in capsys.readouterr().err
+    assert SampleConfig(sampler="euler-test").validate().sampler == "euler-test"
+    with pytest.raises(ConfigError, match=r"sampler='heun' is not one of ddpm, ddim, dpm\+\+2m, euler-test"):
+        SampleConfig(sampler="heun").validate()
