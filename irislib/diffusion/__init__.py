@@ -1,6 +1,6 @@
 """Gaussian diffusion maths (tables, losses, respacing), sampling schedules, samplers and training-timestep samplers."""
 from .gaussian import GaussianDiffusion, LossType, ModelMeanType, ModelVarType
-from .plan import SamplingSchedule, plan, strength_to_timestep, timestep_to_strength
+from .sampling_schedule import SamplingSchedule, plan, strength_to_timestep, timestep_to_strength
 from .resample import LossSecondMomentSampler, UniformSampler, make_t_sampler
 from .respace import space_timesteps
 from .samplers import SAMPLERS, DenoiseOutput, denoise, iterate

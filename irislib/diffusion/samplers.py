@@ -1,8 +1,8 @@
 """Reverse-diffusion samplers (ddpm, ddim, dpm++2m) from pure noise or from a partly noised image (SDEdit).
 
-k-diffusion's shape: `plan` fixes the timesteps once (plan.py), then each sampler is one generator function
-`sampler(predict, x, schedule, noise, ...)` that yields x after every model call and keeps its memory (DPM++'s
-previous x0) in locals. `SAMPLERS` is the one list of sampler names (CLI, notebook panel, SampleConfig).
+k-diffusion's shape: `plan` fixes the timesteps once (sampling_schedule.py), then each sampler is one generator
+function `sampler(predict, x, schedule, noise, ...)` that yields x after every model call and keeps its memory
+(DPM++'s previous x0) in locals. `SAMPLERS` is the one list of sampler names (CLI, notebook panel, SampleConfig).
 `denoise` / `iterate` glue them: plan, start (noise x_init to t0, or pure noise), walk. Noise is drawn per image
 from its generator, so image i does not depend on the batch size.
 """
@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from .gaussian import GaussianDiffusion
-from .plan import SamplingSchedule, plan
+from .sampling_schedule import SamplingSchedule, plan
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 Predict = Callable[[torch.Tensor, torch.Tensor], dict]   # (x, chain indices [B]) -> p_mean_variance's dict

@@ -1,5 +1,5 @@
-"""Sampling schedules (diffusion/plan.py) against the maths: strength -> t0 by noise std, the step grid below t0,
-and the respaced tables the samplers read, from alpha_bar computed here independently of irislib."""
+"""Sampling schedules (diffusion/sampling_schedule.py) against the maths: strength -> t0 by noise std, the step grid
+below t0, and the respaced tables the samplers read, from alpha_bar computed here independently of irislib."""
 import dataclasses
 import math
 
