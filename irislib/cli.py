@@ -130,6 +130,21 @@ def _add_train_commands(sub) -> None:
         p.set_defaults(func=lambda a, k=kind: cmd_train(a, k))
 
 
+class _SamplerNames:
+    """argparse choices read from diffusion.samplers.SAMPLERS (the one list of names) only when a --sampler value
+    is checked or help is shown, so parsing the other commands does not import torch."""
+
+    def _names(self) -> list[str]:
+        from .diffusion.samplers import SAMPLERS
+        return list(SAMPLERS)
+
+    def __contains__(self, name) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
 def _add_sample_command(sub) -> None:
     """sample: hybrid sampling to PNGs."""
     p = sub.add_parser("sample", help="hybrid-sample iris images: VAE draft -> noise to --strength -> denoise")
@@ -137,12 +152,13 @@ def _add_sample_command(sub) -> None:
     p.add_argument("--vae", help="VAE run directory or manifest name (omit for pure-noise sampling)")
     p.add_argument("--out", required=True, help="output folder for PNGs, grid.png and settings.json")
     p.add_argument("--n", type=int, default=16, help="number of images")
-    p.add_argument("--strength", type=float, default=0.5, help="noise std at the start: 0 = keep the VAE draft, "
-                   "1 = pure noise (a noise level, not diffusers' fraction of steps)")
+    p.add_argument("--strength", type=float, default=0.5, help="noise std sqrt(1 - alpha_bar) the VAE draft is "
+                   "noised to: 0 = keep the draft, 1 = pure noise (a noise level, not diffusers' strength, which is "
+                   "a fraction of the steps)")
     p.add_argument("--steps", type=int, default=50, help="UNet calls per image, spread from t0 down to 0")
     p.add_argument("--respacing", default="", help="instead of --steps: guided-diffusion's respacing of the whole "
                    "chain, e.g. ddim25 or 250 (the start is the grid step nearest --strength)")
-    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++2m"])
+    p.add_argument("--sampler", default="ddim", choices=_SamplerNames())
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, at any batch size")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
@@ -171,7 +187,7 @@ def _add_evaluate_command(sub) -> None:
     p.add_argument("--n-reference", type=int, default=256, help="reference images (held out from training)")
     p.add_argument("--n", type=int, default=16, help="images per method")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim", "dpm++2m"])
+    p.add_argument("--sampler", default="ddim", choices=_SamplerNames())
     p.set_defaults(func=cmd_evaluate)
 
 

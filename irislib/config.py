@@ -89,7 +89,9 @@ class UNetConfig:
 class DiffusionConfig:
     diffusion_steps: int = 1000           # T, the number of noise levels the model is trained on
     noise_schedule: str = "linear"        # beta schedule: linear or cosine
-    timestep_respacing: str = ""          # sampling steps, e.g. "250", "ddim50", "10,20,30"; "" = all T
+    timestep_respacing: str = ""          # respaces the chain itself, e.g. "250", "ddim50", "10,20,30" ("" = all T):
+                                          # training then sees only those timesteps. For fewer sampling steps use
+                                          # SampleConfig.steps / respacing (irislib sample --steps / --respacing)
     use_kl: bool = False                  # train on the variational bound only (guided-diffusion's flag)
     predict_xstart: bool = False          # model predicts x_0 instead of eps
     rescale_learned_sigmas: bool = False  # guided-diffusion's RESCALED_MSE: VLB term scaled by T/1000

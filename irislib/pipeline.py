@@ -64,8 +64,7 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
         seeds = list(range(min(exp.train.sample_grid_images, len(dataset))))
         if seeds:  # a truncated model cannot start from pure noise: it redraws training images noised to its top
             x_init = None if top >= 1 else torch.stack([dataset[i] for i in seeds]).to(next(net.parameters()).device)
-            res = hybrid.sample(net, diffusion, seeds=seeds, strength=top, x_init=x_init,
-                                steps=exp.train.sample_grid_steps)
+            res = hybrid.denoise_batch(net, diffusion, seeds, x_init, strength=top, steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
 
     _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn)
@@ -89,8 +88,9 @@ def train_refiner(exp: Experiment, vae_run: str | Path, out: str | Path, resume:
         if seeds:
             batch = torch.stack([dataset[i] for i in range(min(len(seeds), len(dataset)))])
             cond = task.condition(batch.to(next(net.parameters()).device))
-            res = hybrid.sample(net, diffusion, seeds=seeds[:len(cond)], strength=1.0, cond=cond,
-                                steps=exp.train.sample_grid_steps)
+            # the reconstructions are the drafts: the refiner's condition, from pure noise
+            res = hybrid.denoise_batch(net, diffusion, seeds[:len(cond)], cond, strength=1.0,
+                                       steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(torch.cat([cond, res.images]), nrow=4))
 
     _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn)
@@ -191,6 +191,8 @@ def sample(unet_run, vae_run=None, out=None, n: int = 16, strength: float = 0.5,
            sampler: str = "ddim", seed: int = 0, batch_size: int = 16, device: str = "auto", bit_depth: int = 8,
            use_ema: bool = True, progress: bool = False, respacing: str = ""):
     """Hybrid-sample n images (strength 1 or no VAE = pure noise); writes PNGs, grid.png, settings.json to out.
+
+    strength is the noise std sqrt(1 - alpha_bar) the VAE draft is noised to, not diffusers' fraction of steps.
 
     One-shot convenience over `HybridSampler` (which keeps the models loaded between draws)."""
     from .sampler import HybridSampler, SampleConfig

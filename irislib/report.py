@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import hybrid, imageio, presets
+from . import imageio, presets
 from .config import ConfigError, Experiment
 from .data import make_dataset
 from .metrics import compare_sets, compute_kid, measure_set

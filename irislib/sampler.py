@@ -4,8 +4,9 @@
     result = sampler.sample(SampleConfig(n=16, strength=0.5, steps=20))
     result.save("samples")                                          # PNGs, grid.png, drafts_grid.png, settings.json
 
-The notebook panel, `irislib sample`, `irislib evaluate` and the demo all go through this class, so the drafts and
-the refiner's condition are built in one place (`drafts`).
+The notebook panel, `irislib sample`, `irislib evaluate` and the demo all go through this class; it drafts with
+`hybrid.draw_drafts` and starts every batch with `hybrid.denoise_batch`, the one place (shared with the training
+sample grids) that noises drafts to `strength` and builds a refiner's condition.
 """
 from __future__ import annotations
 
@@ -25,14 +26,15 @@ from .diffusion.samplers import SAMPLERS
 class SampleConfig:
     """What one draw asks for; exactly what settings.json records."""
     n: int = 16                 # images to draw
-    strength: float = 0.5       # noise std sqrt(1 - alpha_bar) the draft is noised to (0 = draft, 1 = pure noise;
-                                # not diffusers' "fraction of steps")
+    strength: float = 0.5       # noise std sqrt(1 - alpha_bar) the draft is noised to (0 = draft, 1 = pure noise);
+                                # a noise level, not diffusers' strength (a fraction of the steps)
     steps: int = 50             # UNet calls per image, spread from the start timestep t0 down to 0
-    sampler: str = "ddim"       # ddim, ddpm or dpm++2m
+    sampler: str = "ddim"       # a name in diffusion.samplers.SAMPLERS: ddim, ddpm or dpm++2m
     seed: int = 0               # image i uses seed + i, so it is the same at any n or batch size
     batch_size: int = 16        # images per UNet batch (memory only; results do not depend on it)
-    eta: float = 0.0            # DDIM noise (0 = deterministic)
-    respacing: str = ""         # guided-diffusion respacing of the whole chain ("ddim25", "250"); "" = use steps
+    eta: float = 0.0            # DDIM noise (0 = deterministic); ddpm and dpm++2m ignore it
+    respacing: str = ""         # instead of steps: guided-diffusion respacing of the whole chain ("ddim25", "250"),
+                                # cut at the grid step nearest strength; "" = use steps
 
     def validate(self) -> "SampleConfig":
         if self.n < 1 or self.batch_size < 1:
@@ -116,9 +118,10 @@ class HybridSampler:
         return float(self.diffusion.cfg.max_strength)
 
     def drafts(self, seeds: list[int]) -> torch.Tensor:
-        """VAE drafts for these seeds (the prior when fitted), [N, C, H, W] in [-1, 1]."""
+        """VAE drafts for these seeds, [N, C, H, W] in [-1, 1]: from the fitted prior (vae.prior=gmm) or N(0, I)."""
         if self.vae is None:
             raise ConfigError("drafts need a VAE run (--vae RUN)")
+        hybrid.require_prior(self.vae, self.prior, self.sources.get("vae_run") or "the VAE run")
         return hybrid.draw_drafts(self.vae, seeds, prior=self.prior, device=self.device)
 
     def sample(self, cfg: SampleConfig, drafts: torch.Tensor | None = None, progress: bool = False) -> SampleResult:
@@ -131,9 +134,9 @@ class HybridSampler:
             d = None
             if self.vae is not None and (cfg.strength < 1.0 or self.is_refiner):
                 d = drafts[start:start + len(seeds)].to(self.device) if drafts is not None else self.drafts(seeds)
-            res = hybrid.sample(self.unet, self.diffusion, seeds=seeds, x_init=d if cfg.strength < 1.0 else None,
-                                strength=cfg.strength, steps=cfg.respacing or cfg.steps, sampler=cfg.sampler, eta=cfg.eta,
-                                cond=d if self.is_refiner else None, progress=progress)
+            res = hybrid.denoise_batch(self.unet, self.diffusion, seeds, d, strength=cfg.strength,
+                                       steps=cfg.respacing or cfg.steps, sampler=cfg.sampler, eta=cfg.eta,
+                                       progress=progress)
             images.append(res.images.cpu())
             kept.append(None if d is None else d.cpu())
         out_drafts = None if kept[0] is None else torch.cat(kept)

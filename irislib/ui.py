@@ -347,8 +347,12 @@ def _build_widgets(panel: Panel) -> None:
 
     from .diffusion.samplers import SAMPLERS
     p, style = panel.config, {"description_width": "initial"}
-    c = {"strength": w.FloatSlider(value=p.strength, min=0.0, max=panel.sampler.max_strength, step=0.05,
-                                   description="strength", style=style),
+    strength = w.FloatSlider(value=p.strength, min=0.0, max=panel.sampler.max_strength, step=0.05,
+                             description="strength (noise std)", style=style)
+    tip = "tooltip" if "tooltip" in strength.trait_names() else "description_tooltip"   # 8.x renamed it
+    setattr(strength, tip, "noise std sqrt(1 - alpha_bar) the VAE draft is noised to: 0 = the draft, 1 = pure "
+                           "noise; not diffusers' strength (a fraction of the steps)")
+    c = {"strength": strength,
          "steps": w.IntSlider(value=p.steps, min=PANEL_RANGES["steps"][0], max=PANEL_RANGES["steps"][1],
                               description="steps", style=style),
          "sampler": w.Dropdown(options=list(SAMPLERS), value=p.sampler, description="sampler"),

@@ -6,6 +6,7 @@ timesteps on the ORIGINAL 0..T-1 scale (`timestep_map` translates a respaced cha
 """
 from __future__ import annotations
 
+import enum
 import math
 from typing import Callable
 
@@ -18,6 +19,37 @@ from .respace import respace_betas, space_timesteps
 from .schedule import get_named_beta_schedule
 
 Model = Callable[..., torch.Tensor]
+
+
+class ModelMeanType(enum.Enum):
+    """What the model's mean output predicts (guided-diffusion's ModelMeanType; no PREVIOUS_X here)."""
+    START_X = "x0"
+    EPSILON = "eps"
+
+
+class ModelVarType(enum.Enum):
+    """How the reverse variance is chosen: learned in [posterior variance, beta], or fixed (guided-diffusion's)."""
+    LEARNED_RANGE = "learned_range"
+    FIXED_SMALL = "fixed_small"   # the posterior variance
+    FIXED_LARGE = "fixed_large"   # beta, with the t = 0 value raised to posterior_variance[1]
+
+
+class LossType(enum.Enum):
+    """Training loss (guided-diffusion's LossType; its unscaled KL is not offered by DiffusionConfig)."""
+    MSE = "mse"
+    RESCALED_MSE = "rescaled_mse"   # MSE plus the VLB term scaled by T/1000 (learned sigma)
+    RESCALED_KL = "rescaled_kl"     # the VLB alone, times T
+
+
+def kinds_of(cfg: DiffusionConfig, learn_sigma: bool) -> tuple[ModelMeanType, ModelVarType, LossType]:
+    """The mean, variance and loss kinds of DiffusionConfig flags, as guided-diffusion's create_gaussian_diffusion
+    picks them (use_kl wins over rescale_learned_sigmas)."""
+    mean = ModelMeanType.START_X if cfg.predict_xstart else ModelMeanType.EPSILON
+    var = (ModelVarType.LEARNED_RANGE if learn_sigma
+           else ModelVarType.FIXED_SMALL if cfg.sigma_small else ModelVarType.FIXED_LARGE)
+    loss = (LossType.RESCALED_KL if cfg.use_kl else LossType.RESCALED_MSE if cfg.rescale_learned_sigmas
+            else LossType.MSE)
+    return mean, var, loss
 
 
 def mean_flat(x: torch.Tensor) -> torch.Tensor:
@@ -91,11 +123,7 @@ class GaussianDiffusion:
         # alpha_bar of the un-respaced chain on the original scale: respacing starts from it, as guided-diffusion.
         self.base_alphas_cumprod = (self.alphas_cumprod if base_alphas_cumprod is None
                                     else np.asarray(base_alphas_cumprod, dtype=np.float64))
-        self.model_mean_type = "x0" if cfg.predict_xstart else "eps"
-        self.model_var_type = ("learned_range" if self.learn_sigma
-                               else "fixed_small" if cfg.sigma_small else "fixed_large")
-        # guided-diffusion's create_gaussian_diffusion: use_kl wins over rescale_learned_sigmas.
-        self.loss_type = ("rescaled_kl" if cfg.use_kl else "rescaled_mse" if cfg.rescale_learned_sigmas else "mse")
+        self.model_mean_type, self.model_var_type, self.loss_type = kinds_of(cfg, self.learn_sigma)
         self._device_tables: dict[tuple[str, str], torch.Tensor] = {}
 
     def _set_tables(self, betas: np.ndarray) -> None:
@@ -225,13 +253,14 @@ class GaussianDiffusion:
             log_variance = frac * max_log + (1 - frac) * min_log
             variance = torch.exp(log_variance)
         else:
-            name = "posterior" if self.model_var_type == "fixed_small" else "fixed_large"
-            tables = (("posterior_variance", "posterior_log_variance_clipped") if name == "posterior"
+            tables = (("posterior_variance", "posterior_log_variance_clipped")
+                      if self.model_var_type is ModelVarType.FIXED_SMALL
                       else ("fixed_large_variance", "fixed_large_log_variance"))
             variance = self._extract(tables[0], t, x).expand_as(x)
             log_variance = self._extract(tables[1], t, x).expand_as(x)
 
-        raw_xstart = output if self.model_mean_type == "x0" else self.predict_xstart_from_eps(x, t, output)
+        raw_xstart = (output if self.model_mean_type is ModelMeanType.START_X
+                      else self.predict_xstart_from_eps(x, t, output))
         pred_xstart = denoised_fn(raw_xstart) if denoised_fn is not None else raw_xstart
         if clip_denoised:
             pred_xstart = pred_xstart.clamp(-1, 1)
@@ -261,7 +290,7 @@ class GaussianDiffusion:
             noise = torch.randn_like(x_start)
         x_t = self.q_sample(x_start, t, noise=noise)
         model_output = model(x_t, self.model_timesteps(t), **(model_kwargs or {}))
-        if self.loss_type == "rescaled_kl":
+        if self.loss_type is LossType.RESCALED_KL:
             return {"loss": self._vb_terms_bpd(model_output, x_start, x_t, t) * self.num_timesteps}
 
         terms = {}
@@ -269,15 +298,15 @@ class GaussianDiffusion:
         if var_values is not None:
             frozen = torch.cat([output.detach(), var_values], dim=1)
             terms["vb"] = self._vb_terms_bpd(frozen, x_start, x_t, t)
-            if self.loss_type == "rescaled_mse":
+            if self.loss_type is LossType.RESCALED_MSE:
                 # Divide by 1000 for equivalence with the original implementation (guided-diffusion).
                 terms["vb"] = terms["vb"] * (self.num_timesteps / 1000.0)
-        target = x_start if self.model_mean_type == "x0" else noise
+        target = x_start if self.model_mean_type is ModelMeanType.START_X else noise
         terms["mse"] = mean_flat((target - output) ** 2)
         terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         return terms
 
     def __repr__(self) -> str:
         return (f"GaussianDiffusion(T={self.original_num_steps}, steps={self.num_timesteps}, "
-                f"schedule={self.cfg.noise_schedule!r}, mean={self.model_mean_type}, var={self.model_var_type}, "
-                f"loss={self.loss_type})")
+                f"schedule={self.cfg.noise_schedule!r}, mean={self.model_mean_type.value}, "
+                f"var={self.model_var_type.value}, loss={self.loss_type.value})")

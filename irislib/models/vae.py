@@ -110,22 +110,31 @@ class VAE(nn.Module):
         return self.decode(self.reparameterize(mean, logvar, generator)), mean, logvar
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None,
+    def sample(self, n: int, generator: torch.Generator | list[torch.Generator] | None = None,
                prior: GaussianMixturePrior | None = None) -> torch.Tensor:
-        """n images [n, C, H, W] clamped to [-1, 1]; z from N(0, I) or from a fitted GaussianMixturePrior."""
+        """n images [n, C, H, W] clamped to [-1, 1]; z from N(0, I) or from a fitted GaussianMixturePrior.
+
+        A list of n generators draws latent i from generator i alone (image i is then the same at any n)."""
         device = next(self.parameters()).device
+        if isinstance(generator, (list, tuple)):
+            if len(generator) != n:
+                raise ValueError(f"got {len(generator)} generators for {n} images; pass one per image or a single one")
+            draws = [(1, g) for g in generator]
+        else:
+            draws = [(n, generator)]
         if prior is not None:
             if prior.dim != self.latent_numel:
                 raise ValueError(f"prior has dim={prior.dim} but the VAE latent has {self.latent_numel} values "
                                  f"({self.latent_shape}); fit GaussianMixturePrior({prior.n_components}, "
                                  f"{self.latent_numel})")
             if not bool(prior.fitted):
-                raise ValueError("the GaussianMixturePrior is not fitted; call prior.fit(latents) first")
-            z = prior.sample(n, generator=generator).to(device).reshape(n, *self.latent_shape)
+                raise ValueError("the GaussianMixturePrior is not fitted; call prior.fit(latents) first "
+                                 "(a training run fits it when it ends: prior.safetensors)")
+            zs = [prior.sample(k, generator=g).reshape(k, *self.latent_shape) for k, g in draws]
         else:
-            z = torch.randn((n, *self.latent_shape), generator=generator,
-                            device=_gen_device(generator, device)).to(device)
-        return self.decode(z).clamp(-1.0, 1.0)
+            zs = [torch.randn((k, *self.latent_shape), generator=g, device=_gen_device(g, device))
+                  for k, g in draws]
+        return self.decode(torch.cat(zs).to(device)).clamp(-1.0, 1.0)
 
 
 def _gen_device(generator: torch.Generator | None, like) -> torch.device:

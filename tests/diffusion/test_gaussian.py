@@ -160,3 +160,14 @@ def test_model_with_wrong_channels_is_explained(ours, toy_model):
     d = ours(1000, learn_sigma=True)
     with pytest.raises(ValueError, match="learn_sigma"):
         d.training_losses(toy_model(learn_sigma=False), _images(2), torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize("predict_xstart, learn_sigma, sigma_small, use_kl, rescale", [
+    (False, True, False, False, False), (True, False, True, False, False), (False, False, False, False, True),
+    (False, True, False, True, True), (True, True, False, False, True)])
+def test_mean_var_and_loss_kinds_are_the_peers(predict_xstart, learn_sigma, sigma_small, use_kl, rescale, peer, ours):
+    """The enums carry guided-diffusion's member names, picked from the same flags (use_kl wins over rescale)."""
+    flags = dict(predict_xstart=predict_xstart, sigma_small=sigma_small, use_kl=use_kl, rescale_learned_sigmas=rescale)
+    g, o = peer(steps=100, learn_sigma=learn_sigma, **flags), ours(100, learn_sigma=learn_sigma, **flags)
+    assert (o.model_mean_type.name, o.model_var_type.name, o.loss_type.name) == \
+        (g.model_mean_type.name, g.model_var_type.name, g.loss_type.name)

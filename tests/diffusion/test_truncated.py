@@ -7,7 +7,7 @@ from irislib import cli
 from irislib.config import ConfigError, DiffusionConfig, Experiment
 from irislib.diffusion import GaussianDiffusion, make_t_sampler
 from irislib.diffusion.resample import trained_timesteps
-from irislib.diffusion.samplers import sample, strength_to_timestep
+from irislib.diffusion import denoise, strength_to_timestep
 
 
 def _diffusion(max_strength, schedule="linear", steps=1000):
@@ -54,13 +54,13 @@ def test_sampling_above_max_strength_is_refused_with_one_clear_error():
     d = _diffusion(0.7)
     model = lambda x, t, **kw: torch.zeros(x.shape[0], 2 * x.shape[1], *x.shape[2:])  # noqa: E731 (eps=0, sigma)
     x = torch.zeros(2, 1, 8, 8)
-    out = sample(model, d, x_init=x, strength=0.7, steps=5, generator=torch.Generator().manual_seed(0))
+    out = denoise(model, d, x_init=x, strength=0.7, steps=5, generator=torch.Generator().manual_seed(0))
     assert out.t0 == trained_timesteps(d) - 1 and out.nfe == 5
     for strength in (0.71, 1.0):
         with pytest.raises(ValueError, match=r"strength=.* is above diffusion.max_strength=0.7"):
-            sample(model, d, x_init=x, strength=strength, steps=5)
+            denoise(model, d, x_init=x, strength=strength, steps=5)
     with pytest.raises(ValueError, match="max_strength"):
-        sample(model, d, shape=(2, 1, 8, 8), strength=1.0, steps=5)   # pure noise too
+        denoise(model, d, shape=(2, 1, 8, 8), strength=1.0, steps=5)   # pure noise too
 
 
 def test_max_strength_validated_and_carried_in_config_json(tmp_path):

@@ -38,8 +38,8 @@ def models(cuda):
 def test_generators_live_on_cuda_and_noise_is_per_image(cuda):
     gens = hybrid.generators([3, 5], cuda)
     assert all(g.device.type == cuda.type for g in gens)
-    both = samplers._randn((2, 1, 4, 4), gens, cuda, torch.float32)
-    alone = samplers._randn((1, 1, 4, 4), hybrid.generators([5], cuda), cuda, torch.float32)
+    both = samplers.randn((2, 1, 4, 4), gens, cuda, torch.float32)
+    alone = samplers.randn((1, 1, 4, 4), hybrid.generators([5], cuda), cuda, torch.float32)
     assert both.device.type == cuda.type and torch.equal(both[1], alone[0])
 
 
@@ -47,9 +47,9 @@ def test_generators_live_on_cuda_and_noise_is_per_image(cuda):
 def test_image_i_is_the_same_at_any_batch_size_on_cuda(models, sampler):
     unet, _, diffusion = models
     kw = dict(strength=1.0, steps=8, sampler=sampler, eta=1.0 if sampler == "ddim" else 0.0)
-    batch = hybrid.sample(unet, diffusion, seeds=[0, 1, 2], **kw).images
-    alone = hybrid.sample(unet, diffusion, seeds=[2], **kw).images
-    again = hybrid.sample(unet, diffusion, seeds=[0, 1, 2], **kw).images
+    batch = hybrid.denoise_batch(unet, diffusion, [0, 1, 2], **kw).images
+    alone = hybrid.denoise_batch(unet, diffusion, [2], **kw).images
+    again = hybrid.denoise_batch(unet, diffusion, [0, 1, 2], **kw).images
     assert batch.device.type == "cuda" or DEVICE == "cpu"
     assert batch.shape == (3, 1, 16, 16)
     assert torch.allclose(batch[2], alone[0], atol=1e-4), (batch[2] - alone[0]).abs().max()
@@ -60,12 +60,13 @@ def test_image_i_is_the_same_at_any_batch_size_on_cuda(models, sampler):
 def test_hybrid_sampling_on_cuda_fp32_and_bf16_agree(models):
     unet, vae, diffusion = models
     seeds = list(range(4))
-    ref = hybrid.sample(unet, diffusion, seeds=seeds, vae=vae, strength=0.5, steps=5)
+    drafts = hybrid.draw_drafts(vae, seeds, device=next(unet.parameters()).device)   # N(0, I): no prior fitted
+    ref = hybrid.denoise_batch(unet, diffusion, seeds, drafts, strength=0.5, steps=5)
     assert ref.images.device == ref.drafts.device == next(unet.parameters()).device and ref.nfe == 5 and 0 < ref.t0 < 99
     assert ref.images.abs().max() <= 1 and torch.isfinite(ref.images).all()
     speed.fast_groupnorm(unet)
     with torch.autocast(next(unet.parameters()).device.type, dtype=torch.bfloat16):
-        fast = hybrid.sample(unet, diffusion, seeds=seeds, vae=vae, strength=0.5, steps=5)
+        fast = hybrid.denoise_batch(unet, diffusion, seeds, drafts, strength=0.5, steps=5)
     speed.fast_groupnorm(unet, enabled=False)
     assert torch.isfinite(fast.images).all() and fast.t0 == ref.t0
     assert rel(fast.images, ref.images) < 5e-2
@@ -73,7 +74,9 @@ def test_hybrid_sampling_on_cuda_fp32_and_bf16_agree(models):
 
 def test_evaluate_reads_images_made_on_cuda(cuda, tmp_path):
     unet, vae, diffusion = build(cuda, 32)  # the KID features need >= 32 px
-    images = hybrid.sample(unet, diffusion, seeds=list(range(8)), vae=vae, strength=0.5, steps=3).images
+    seeds = list(range(8))
+    drafts = hybrid.draw_drafts(vae, seeds, device=next(unet.parameters()).device)
+    images = hybrid.denoise_batch(unet, diffusion, seeds, drafts, strength=0.5, steps=3).images
     assert images.device == next(unet.parameters()).device
     out = report.evaluate(images, reference="synthetic:8", out=tmp_path, n_reference=8)
     assert "kid" in out and (tmp_path / "metrics.json").exists()
