@@ -76,9 +76,11 @@ def test_fp16_gradscaler_counts_skipped_steps(tmp_path):
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):
     tr = _trainer(tmp_path, precision="bf16", max_steps=4)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     result = tr.run()
-    assert result["loss"] == result["loss"] and result["nan_steps"] == 0
-    assert not any(torch.equal(a, b) for a, b in zip(ToyNet().state_dict().values(), tr.model.state_dict().values()))
+    assert result["step"] == 4 and [r["step"] for r in checkpoint.read_metrics(tmp_path / "run")] == [1, 2, 3, 4]
+    assert torch.isfinite(torch.tensor(result["loss"])) and result["nan_steps"] == result["skipped_steps"] == 0
+    assert not any(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())  # every tensor moved
 
 
 def test_grad_clipping_bounds_the_update_and_norm_is_logged(tmp_path):
