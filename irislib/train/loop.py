@@ -31,7 +31,7 @@ class TrainingDiverged(RuntimeError):
 
 
 class Trainer:
-    """Trains `model` on `dataset` with `task.loss`; writes run_dir (config, checkpoints, metrics.jsonl).
+    """Trains `model` on `dataset` with a tasks.Task's loss; writes run_dir (config, checkpoints, metrics.jsonl).
 
     resume: None (fresh, with a new run id; refuses a run_dir or train.mirror_dir that already holds checkpoints),
     "auto" (newest good checkpoint in run_dir or train.mirror_dir, else fresh), or a run directory / checkpoint

@@ -12,6 +12,7 @@ from irislib.config import ConfigError
 from irislib.train import Trainer, TrainingDiverged
 from irislib.train.ema import EMA, ema_decay
 from irislib.train.metrics import dead_unit_fraction
+from irislib.train.rng import epoch_permutation
 
 
 def _trainer(tmp_path, task=None, model=None, n=12, **kw):
@@ -226,3 +227,19 @@ def test_bad_batch_settings_are_config_errors(tmp_path, monkeypatch):
         _trainer(tmp_path, batch_size=16, microbatch=4)
     with pytest.raises(ConfigError, match="microbatch=8 is larger than batch_size=6"):
         _trainer(tmp_path, batch_size=6, microbatch=8)
+
+
+def test_epochs_roll_over_after_the_last_full_batch_and_on_a_resume_with_a_larger_batch(tmp_path):
+    """14 images in batches of 4: 3 steps an epoch (2 images dropped); resumed at step 2 (image 8) with batches of
+    6 there is no full batch left, so the resume starts epoch 1 at its first batch."""
+    tr = _trainer(tmp_path, n=14, batch_size=4, microbatch=4, max_steps=2, save_every_steps=2)
+    tr.run()
+    assert (tr.step, tr.epoch, tr.pos) == (2, 0, 8)
+    tr.train_step(tr._next_batch())
+    assert (tr.epoch, tr.pos) == (1, 0)  # after the third step: the next batch is the next epoch's first
+    resumed = _trainer(tmp_path, n=14, batch_size=6, microbatch=6, max_steps=3)
+    assert (resumed.step, resumed.epoch, resumed.pos) == (2, 0, 8)
+    batch = resumed._next_batch()
+    assert (resumed.epoch, resumed.pos) == (1, 0)
+    first = ToyDataset(14).x[epoch_permutation(14, 0, 1)[:6]]
+    assert all(torch.equal(b, f) or torch.equal(b, f.flip(-1)) for b, f in zip(batch, first))  # up to the flips
