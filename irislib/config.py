@@ -491,11 +491,14 @@ class Placement:
     resume: str | None = "auto"       # auto, a run or checkpoint folder, or None to start fresh
 
     def apply(self, exp: Experiment) -> Experiment:
-        """The experiment the Trainer gets: this placement's mirror and device in train.mirror_dir / train.device."""
+        """The experiment the Trainer gets: this placement's mirror and device in train.mirror_dir / train.device.
+
+        Not validated again: `exp` comes from build_experiment and the training entry (pipeline.train_*) validates
+        what it is given; the device name is checked where it is resolved (train.distributed.resolve_device)."""
         sets: dict[str, Any] = {"train.mirror_dir": str(self.mirror_dir) if self.mirror_dir else ""}
         if self.device:
             sets["train.device"] = self.device
-        return exp.override(sets).validate()
+        return exp.override(sets)
 
     def describe(self) -> str:
         return (f"run folder: {self.run_dir}\nmirror: {self.mirror_dir or 'none'}\n"

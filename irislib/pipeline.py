@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import warnings
 from pathlib import Path
 
@@ -31,10 +30,11 @@ def build_diffusion(exp: Experiment) -> GaussianDiffusion:
     return GaussianDiffusion(exp.diffusion, learn_sigma=exp.unet.learn_sigma)
 
 
-def _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn, after=None) -> Trainer:
+def _run_trainer(model, task, dataset, exp: Experiment, *, run_dir: Path, resume: str | None, progress: bool,
+                 sample_fn=None, after=None) -> Trainer:
     """Build the Trainer (which resumes) and run it, then `after(trainer)`, holding the run directory's lock on
     the writing rank."""
-    is_writer = int(os.environ.get("RANK", "0")) == 0  # torchrun: only rank 0 writes the run directory
+    is_writer = distributed.launch_rank() == 0  # torchrun: only rank 0 writes the run directory
     with checkpoint.run_lock(run_dir) if is_writer else contextlib.nullcontext():
         trainer = Trainer(model, task, dataset, exp, run_dir, resume=resume, progress=progress, sample_fn=sample_fn)
         trainer.run()
@@ -67,7 +67,7 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
             res = hybrid.denoise_batch(net, diffusion, seeds, x_init, strength=top, steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
 
-    _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn)
+    _run_trainer(model, task, dataset, exp, run_dir=run_dir, resume=resume, progress=progress, sample_fn=sample_fn)
     return run_dir
 
 
@@ -93,7 +93,7 @@ def train_refiner(exp: Experiment, vae_run: str | Path, out: str | Path, resume:
                                        steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(torch.cat([cond, res.images]), nrow=4))
 
-    _run_trainer(model, task, dataset, exp, run_dir, resume, progress, sample_fn)
+    _run_trainer(model, task, dataset, exp, run_dir=run_dir, resume=resume, progress=progress, sample_fn=sample_fn)
     return run_dir
 
 
@@ -112,7 +112,8 @@ def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", pro
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
 
     fit = (lambda trainer: _fit_prior(run_dir, exp, dataset)) if exp.vae.prior == "gmm" else None
-    _run_trainer(model, VAETask(exp.vae), dataset, exp, run_dir, resume, progress, sample_fn, after=fit)
+    _run_trainer(model, VAETask(exp.vae), dataset, exp, run_dir=run_dir, resume=resume, progress=progress,
+                 sample_fn=sample_fn, after=fit)
     return run_dir
 
 

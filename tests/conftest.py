@@ -1,10 +1,23 @@
-"""Shared fixtures: CPU-only, seeded, small thread count; GPU tests skipped without CUDA."""
+"""Shared fixtures: CPU-only, seeded, small thread count; GPU tests skipped without CUDA; the one small experiment."""
 import os
 
 import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# The tiny preset's 32 px models on 16 synthetic irises: batch 4 in micro-batches of 2 (4 steps an epoch), no epoch
+# limit, a record every step, a checkpoint every 2 steps, 4-image sample grids of 2 UNet calls.
+SMALL = {"data.path": "synthetic:16", "train.batch_size": 4, "train.microbatch": 2, "train.epochs": 0,
+         "train.log_every_steps": 1, "train.save_every_steps": 2, "train.sample_grid_steps": 2,
+         "train.sample_grid_images": 4}
+
+
+def small_experiment(overrides=None):
+    """The test suite's small experiment (see SMALL) with dotted `overrides` applied last, e.g.
+    {"train.max_steps": 3}; the bare keys image_size and channels set every section (Experiment.override)."""
+    from irislib.config import build_experiment
+    return build_experiment("tiny", overrides=[SMALL, overrides or {}])
 
 
 def pytest_collection_modifyitems(config, items):
@@ -30,7 +43,13 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="session")
+def small_exp():
+    """small_experiment: call it with dotted overrides for a fresh, validated Experiment."""
+    return small_experiment
+
+
 @pytest.fixture
 def tiny_exp():
-    from irislib import presets
-    return presets.get("tiny")
+    """small_experiment() without overrides: the tiny preset's models, sized for a few CPU steps."""
+    return small_experiment()

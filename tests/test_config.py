@@ -28,7 +28,8 @@ def test_every_section_round_trips_with_non_default_values(section):
     exp = Experiment().override(NON_DEFAULT[section])
     assert getattr(exp, section) != getattr(Experiment(), section)   # the values are not the defaults
     assert Experiment.from_json(exp.to_json()) == exp
-    assert getattr(Experiment.from_json(exp.to_json()), section) == getattr(exp, section)
+    written = json.loads(exp.to_json())
+    assert all(written[section][key.split(".")[1]] == value for key, value in NON_DEFAULT[section].items())
 
 
 def test_dotted_overrides_parse_strings_for_the_field_type():
@@ -153,7 +154,7 @@ def test_build_experiment_validates_once_with_one_clear_error(overrides, words):
     assert all(w in str(err.value) for w in words), str(err.value)
 
 
-def test_the_cli_builds_the_same_experiment(tmp_path):
+def test_the_cli_builds_the_same_experiment():
     from irislib import cli
     args = cli.build_parser().parse_args(["train-vae", "--preset", "seed-64", "--data", "synthetic:16", "--out", "x",
                                           "--set", "train.lr=3e-4", "--set", "train.max_steps=5"])

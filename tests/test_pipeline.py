@@ -7,18 +7,14 @@ import torch
 from PIL import Image
 
 from irislib import cli, pipeline, presets, report
-from irislib.checkpoint import load_run
+from irislib.checkpoint import load_run, read_metrics
 from irislib.config import ConfigError
-
-SMALL = {"data.path": "synthetic:16", "train.batch_size": 4, "train.microbatch": 2, "train.epochs": 0,
-         "train.log_every_steps": 1, "train.save_every_steps": 2, "train.sample_grid_steps": 2,
-         "train.sample_grid_images": 4}
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, small_exp):
     root = tmp_path_factory.mktemp("runs")
-    exp = presets.get("tiny").override({**SMALL, "train.max_steps": 3})
+    exp = small_exp({"train.max_steps": 3})
     vae_run = pipeline.train_vae(exp, root / "vae", progress=False)
     unet_run = pipeline.train_diffusion(exp, root / "unet", progress=False)
     return exp, vae_run, unet_run
@@ -30,7 +26,7 @@ def test_runs_are_self_describing(runs):
         assert json.loads((run / "config.json").read_text())["train"]["max_steps"] == 3
         pointer = json.loads((run / "latest.json").read_text())
         assert pointer["step"] == 3
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        records = read_metrics(run)
         assert [r["step"] for r in records] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in records)
     assert (vae_run / "prior.safetensors").is_file()
     loaded_exp, state = load_run(unet_run)
@@ -41,8 +37,7 @@ def test_resume_auto_continues_from_the_saved_step(runs, tmp_path):
     exp, _, unet_run = runs
     longer = exp.override({"train.max_steps": 5})
     pipeline.train_diffusion(longer, unet_run, resume="auto", progress=False)
-    records = [json.loads(line) for line in (unet_run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in records] == [1, 2, 3, 4, 5]
+    assert [r["step"] for r in read_metrics(unet_run)] == [1, 2, 3, 4, 5]
 
 
 def test_sample_writes_pngs_grid_and_settings(runs, tmp_path):
@@ -90,12 +85,12 @@ def test_compare_report_has_every_method_at_equal_unet_calls(runs, tmp_path):
     assert {t["method"] for t in rep["targets"]} == {"hybrid_s0.3_4", "hybrid_s0.6_4"}
 
 
-def test_compare_takes_vanilla_from_a_full_chain_peer_when_the_unet_is_truncated(runs, tmp_path):
+def test_compare_takes_vanilla_from_a_full_chain_peer_when_the_unet_is_truncated(runs, tmp_path, small_exp):
     """A truncated UNet cannot sample from noise: vanilla comes from the full-chain peer, and the peer is also
     run in hybrid mode from the same drafts (truncated vs full-chain training)."""
     _, vae_run, unet_run = runs
     truncated = tmp_path / "trunc"
-    exp = presets.get("tiny").override({**SMALL, "train.max_steps": 1, "diffusion.max_strength": 0.6})
+    exp = small_exp({"train.max_steps": 1, "diffusion.max_strength": 0.6})
     pipeline.train_diffusion(exp, truncated, progress=False)
     alone = report.compare(truncated, vae_run, tmp_path / "a", strengths=(0.5,), steps=3, n=2,
                            reference="synthetic:8", n_reference=8)
@@ -159,14 +154,13 @@ def test_cli_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     assert (tmp_path / "demo" / "samples" / "grid.png").is_file()
     # training and resume: the second call continued each run from the first's checkpoint to 2x the steps
     for run in ("vae_run", "unet_run"):
-        steps = [json.loads(x)["step"] for x in (tmp_path / "demo" / "train" / run / "metrics.jsonl").open()]
+        steps = [r["step"] for r in read_metrics(tmp_path / "demo" / "train" / run)]
         assert steps == sorted(steps) and steps[-1] == 4
     assert "| hybrid_s0.5_2 |" in capsys.readouterr().out
 
 
-def test_vae_prior_reaches_the_drive_mirror(tmp_path):
-    exp = presets.get("tiny").override({**SMALL, "train.max_steps": 2, "train.sample_grid_images": 0,
-                                        "train.mirror_dir": str(tmp_path / "drive")})
+def test_vae_prior_reaches_the_drive_mirror(tmp_path, small_exp):
+    exp = small_exp({"train.max_steps": 2, "train.sample_grid_images": 0, "train.mirror_dir": str(tmp_path / "drive")})
     run = pipeline.train_vae(exp, tmp_path / "local", progress=False)
     assert (tmp_path / "drive" / "prior.safetensors").read_bytes() == (run / "prior.safetensors").read_bytes()
     (run / "prior.safetensors").unlink()
@@ -217,4 +211,4 @@ def test_cli_under_torchrun_two_processes(tmp_path):
     assert res.stdout.count("run directory") == 2  # both ranks finished
     assert json.loads((out / "latest.json").read_text())["step"] == 3
     assert (out / "prior.safetensors").is_file() and not (out / ".train.lock").exists()
-    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]

@@ -39,6 +39,12 @@ def test_tiny_preset_is_cpu_sized():
     assert e.data.path.startswith("synthetic:")
 
 
+@pytest.mark.parametrize("name", presets.names())
+def test_every_preset_is_valid(name):
+    """presets.get does not validate per call (build_experiment and pipeline.train_* do): this test does."""
+    assert presets.get(name).validate() == presets.get(name)
+
+
 def test_presets_are_fresh_copies_and_unknown_names_fail():
     presets.get("tiny").train.lr = 1.0
     assert presets.get("tiny").train.lr == 2e-4

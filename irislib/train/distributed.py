@@ -43,10 +43,15 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return device
 
 
+def launch_rank() -> int:
+    """This process's rank as torchrun launched it (env RANK; 0 without torchrun), known before the process group."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def setup(device_name: str = "auto") -> DistInfo:
     """Join the torchrun process group (env RANK/WORLD_SIZE/LOCAL_RANK) if there is one; nccl on CUDA, gloo on CPU."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank = launch_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
     if device.type == "cuda":

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
-import random
+import functools
 import secrets
 import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
@@ -22,6 +20,8 @@ from ..config import ConfigError, Experiment
 from . import distributed, lr as lr_lib, precision as precision_lib, speed
 from .ema import EMA
 from .metrics import LossMeter, Reporter, dead_unit_shares
+from .rng import capture_rng_state, derive_seed, epoch_permutation, restore_rng_state, seed_global, seeded_generator
+from .tasks import Task
 
 PROBE_SIZE = 8  # images in the fixed dead-unit probe batch
 
@@ -31,7 +31,7 @@ class TrainingDiverged(RuntimeError):
 
 
 class Trainer:
-    """Trains `model` on `dataset` with `task.loss`; writes run_dir (config, checkpoints, metrics.jsonl).
+    """Trains `model` on `dataset` with a tasks.Task's loss; writes run_dir (config, checkpoints, metrics.jsonl).
 
     resume: None (fresh, with a new run id; refuses a run_dir or train.mirror_dir that already holds checkpoints),
     "auto" (newest good checkpoint in run_dir or train.mirror_dir, else fresh), or a run directory / checkpoint
@@ -42,6 +42,9 @@ class Trainer:
 
     def __init__(self, model, task, dataset, exp: Experiment, run_dir, *, resume=None, progress=None,
                  sample_fn=None):
+        if not isinstance(task, Task):
+            raise TypeError(f"task {type(task).__name__} is not an irislib.train.tasks.Task; subclass Task and "
+                            f"implement loss(model, batch, generator)")
         exp.train.validate("train")
         self.exp, self.cfg, self.task, self.dataset = exp, exp.train, task, dataset
         self.run_dir, self.sample_fn, self.progress = Path(run_dir), sample_fn, progress
@@ -114,8 +117,7 @@ class Trainer:
         if found is None:
             return self._start_fresh()
         data = checkpoint.load(found, map_location=self.device)
-        sections = getattr(self.task, "config_sections", checkpoint.store.MODEL_SECTIONS)
-        checkpoint.check_compatible(data["exp"], self.exp, sections, source=str(found))
+        checkpoint.check_compatible(data["exp"], self.exp, self.task.config_sections, source=str(found))
         self.load_state_dict(data)
         self.last_checkpoint, self.saved_step = Path(found), self.step
         if self.dist.is_main:
@@ -179,10 +181,7 @@ class Trainer:
 
     def _start_fresh(self) -> None:
         # Seed the global RNGs (dropout, user code) per rank; a resume restores them from the checkpoint instead.
-        seed = derive_seed(self.cfg.seed, 0, "global", self.dist.rank)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+        seed_global(derive_seed(self.cfg.seed, 0, "global", self.dist.rank))
         if self.dist.is_main:
             checkpoint.truncate_metrics(self.run_dir, 0)  # records of a run killed before its first checkpoint
 
@@ -192,7 +191,7 @@ class Trainer:
         trainer = {"format": 1, "step": self.step, "epoch": self.epoch, "pos": self.pos,
                    "optimizer": self.opt.state_dict(),
                    "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                   "task": self.task.state_dict() if hasattr(self.task, "state_dict") else None,
+                   "task": self.task.state_dict(),
                    "rng": distributed.all_gather_object(capture_rng_state()),
                    "counters": dict(self.counters), "world_size": self.dist.world_size, "run_id": self.run_id,
                    "irislib_version": __version__, "torch_version": str(torch.__version__), "time": time.time()}
@@ -206,7 +205,7 @@ class Trainer:
         self.opt.load_state_dict(tr["optimizer"])
         if self.scaler.is_enabled() and tr.get("scaler"):
             self.scaler.load_state_dict(tr["scaler"])
-        if tr.get("task") is not None and hasattr(self.task, "load_state_dict"):
+        if tr.get("task") is not None:
             self.task.load_state_dict(tr["task"])
         self.step, self.epoch, self.pos = int(tr["step"]), int(tr["epoch"]), int(tr["pos"])
         self.counters.update(tr.get("counters", {}))
@@ -217,8 +216,7 @@ class Trainer:
     def _next_batch(self) -> torch.Tensor:
         """This rank's share of the next global batch, [rank_batch, C, H, W], flipped when data.random_flip."""
         B = self.cfg.batch_size
-        if self.pos + B > self.steps_per_epoch * B:
-            self.epoch, self.pos, self._iter = self.epoch + 1, 0, None
+        self._roll_over()  # a resume with a larger train.batch_size can find no full batch left at its position
         if self._iter is None:
             self._iter = iter(self._epoch_loader())
         batch = next(self._iter)
@@ -246,20 +244,24 @@ class Trainer:
         """Accumulate over micro-batches, then step (or skip a non-finite step); True if the weights changed."""
         for group in self.opt.param_groups:
             group["lr"] = self.lr
-        if hasattr(self.task, "step"):
-            self.task.step = self.step
+        self.task.step = self.step
         finite, terms = self.forward_backward(batch)
         took = False
         if finite:
             for t in terms:
-                self.meter.add(t, getattr(self.task, "num_timesteps", None))
+                self.meter.add(t, self.task.num_timesteps)
             took = self._optimizer_step()
         else:
             self._skip_nonfinite()
         self.step, self.pos = self.step + 1, self.pos + self.cfg.batch_size
-        if self.pos + self.cfg.batch_size > self.steps_per_epoch * self.cfg.batch_size:
-            self.epoch, self.pos, self._iter = self.epoch + 1, 0, None  # (epoch, pos) name the next batch
+        self._roll_over()  # (epoch, pos) name the next batch, as saved in the checkpoint
         return took
+
+    def _roll_over(self) -> None:
+        """Start the next shuffled epoch when the current one has no full batch left (its ragged end is dropped)."""
+        B = self.cfg.batch_size
+        if self.pos + B > self.steps_per_epoch * B:
+            self.epoch, self.pos, self._iter = self.epoch + 1, 0, None
 
     @property
     def lr(self) -> float:
@@ -413,16 +415,14 @@ class Trainer:
             items = [x[0] if isinstance(x, (list, tuple)) else x for x in items]
             self._probe_batch = torch.stack(items).to(self.device)
         gen = seeded_generator(derive_seed(self.cfg.seed, 0, "probe"), self.device)
-        probe = getattr(self.task, "probe", None)
-        forward = (lambda: probe(self.model, self._probe_batch, gen)) if probe else \
-            (lambda: self.model(self._probe_batch))
+        forward = functools.partial(self.task.probe, self.model, self._probe_batch, gen)
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.no_grad(), self._autocast():
                 return dead_unit_shares(self.model, forward) or {"dead_units": None}
         except (TypeError, RuntimeError) as e:
-            warnings.warn(f"dead-unit probe failed ({e}); give the task a probe(model, batch, generator) method",
+            warnings.warn(f"dead-unit probe failed ({e}); override the task's probe(model, batch, generator)",
                           RuntimeWarning, stacklevel=2)
             self._probe_batch = False
             return {"dead_units": None}
@@ -430,48 +430,6 @@ class Trainer:
             self.model.train(was_training)
 
 
-# --- RNG: global states as plain data; the trainer's own generators are closed-form in (seed, step, rank) ---
-
 def new_run_id() -> str:
     """A fresh run id: the UTC start time (readable in messages) plus random hex (unique)."""
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
-
-
-def derive_seed(seed: int, step: int, stream: str, rank: int = 0) -> int:
-    """A 63-bit seed for one (seed, step, stream, rank); streams are e.g. "flip", "task", "probe"."""
-    digest = hashlib.blake2b(f"{seed}/{step}/{stream}/{rank}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
-
-
-def seeded_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
-    """A torch.Generator on `device` seeded with `seed`."""
-    g = torch.Generator(device=device)
-    g.manual_seed(seed)
-    return g
-
-
-def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    """The data order of one epoch, identical to DistributedSampler(shuffle=True, seed=seed) after set_epoch."""
-    return torch.randperm(n, generator=seeded_generator(seed + epoch))
-
-
-def capture_rng_state() -> dict:
-    """States of python random, numpy, torch CPU and every CUDA device, as plain lists/ints/tensors."""
-    version, internal, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": [version, list(internal), gauss],
-            "numpy": [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def restore_rng_state(state: dict) -> None:
-    """Restore what capture_rng_state returned (CUDA states only for devices that exist)."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"].cpu())
-    if torch.cuda.is_available() and state["cuda"]:
-        for i, s in enumerate(state["cuda"][:torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(s.cpu(), i)

@@ -1,20 +1,50 @@
 """Training tasks: what one micro-batch costs. The Trainer only sees per-sample loss terms.
 
-A task has `loss(model, batch [B, C, H, W], generator) -> dict[str, Tensor[B]]` whose "loss" entry is optimised
-(other float entries are logged; an integer "t" entry, with the task's `num_timesteps`, adds guided-diffusion's
-per-quartile logging). Optional: `step` (the Trainer sets it before every batch), `config_sections` (config
-sections a checkpoint must match to resume), `probe(model, batch, generator)` (forward pass for the dead-unit
-figure without side effects) and `state_dict()/load_state_dict()` (saved in the checkpoint).
+`Task` is the whole contract between the Trainer and a task, with its defaults; DiffusionTask, RefinerTask and
+VAETask fill it in for the three models irislib trains.
 """
 from __future__ import annotations
 
+import abc
+
 import torch
 
+from ..checkpoint import store
 from ..config import VAEConfig
 from . import distributed
 
 
-class DiffusionTask:
+class Task(abc.ABC):
+    """Everything the Trainer calls on a task; only `loss` has no default.
+
+    step: the optimizer step, set by the Trainer before every batch (e.g. for a KL warm-up).
+    num_timesteps: T of a diffusion task, so an integer "t" loss entry is logged per quartile; None = no quartiles.
+    config_sections: the config sections a checkpoint must match to be resumed.
+    """
+
+    step: int = 0
+    num_timesteps: int | None = None
+    config_sections: tuple[str, ...] = store.MODEL_SECTIONS
+
+    @abc.abstractmethod
+    def loss(self, model, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Per-sample terms [B] of one micro-batch [B, C, H, W]: "loss" is optimised, other float entries are
+        logged, an integer "t" entry (with num_timesteps) splits the log into timestep quartiles."""
+
+    @torch.no_grad()
+    def probe(self, model, batch: torch.Tensor, generator: torch.Generator) -> None:
+        """One forward pass without side effects, for the dead-unit figure."""
+        model(batch)
+
+    def state_dict(self) -> dict | None:
+        """Task state saved in the checkpoint (None = stateless)."""
+        return None
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what state_dict() returned."""
+
+
+class DiffusionTask(Task):
     """Denoising loss: t from the t-sampler, noise from the generator, diffusion.training_losses weighted."""
 
     config_sections = ("unet", "diffusion")
@@ -23,13 +53,16 @@ class DiffusionTask:
         self.diffusion = diffusion
         self.t_sampler = t_sampler
         self.num_timesteps = diffusion.num_timesteps
-        self.step = 0
+
+    def model_kwargs(self, batch: torch.Tensor) -> dict:
+        """Extra inputs of the model for this batch (none; the refiner adds its condition)."""
+        return {}
 
     def loss(self, model, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Per-sample terms ("loss", "mse", "vb"...) times the t-sampler's importance weights, plus "t"."""
         t, weights = self.t_sampler.sample(batch.shape[0], batch.device, generator)  # [B], [B]
         noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
-        terms = self.diffusion.training_losses(model, batch, t, noise=noise)
+        terms = self.diffusion.training_losses(model, batch, t, model_kwargs=self.model_kwargs(batch), noise=noise)
         self._update_sampler(t, terms["loss"].detach())
         out = {k: v * weights for k, v in terms.items()}
         out["t"] = t
@@ -47,10 +80,11 @@ class DiffusionTask:
 
     @torch.no_grad()
     def probe(self, model, batch: torch.Tensor, generator: torch.Generator) -> None:
-        """One forward pass at timesteps spread evenly over [0, T) (no t-sampler update)."""
+        """One forward pass at chain indices spread evenly over [0, T) (no t-sampler update), called as
+        training_losses calls the model: with the original-scale timesteps model_timesteps(t)."""
         t = torch.linspace(0, self.num_timesteps - 1, batch.shape[0], device=batch.device).long()  # [B]
         noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
-        model(self.diffusion.q_sample(batch, t, noise), t)
+        model(self.diffusion.q_sample(batch, t, noise), self.diffusion.model_timesteps(t), **self.model_kwargs(batch))
 
     def state_dict(self) -> dict:
         """The t-sampler's state (loss history), saved in trainer_state.pt."""
@@ -61,13 +95,13 @@ class DiffusionTask:
         self.t_sampler.load_state_dict(state["t_sampler"])
 
 
-class VAETask:
+class VAETask(Task):
     """VAE loss per sample: recon + beta_t * KL + edge_weight * edge, beta_t ramping linearly over kl_warmup_steps.
 
     recon: mse or l1, mean over pixels. KL(q(z|x) || N(0, I)) summed over latent dims, then divided by the number
     of pixels (C*H*W) in the loss, so beta is per pixel and means the same at 32, 64 or 128 px (the logged "kl"
-    is the per-sample sum); kl_per_dim=True averages over latent dims instead. edge: L1 between the x/y finite differences of recon and target,
-    mean over pixels (keeps the pupil edge sharp).
+    is the per-sample sum); kl_per_dim=True averages over latent dims instead. edge: L1 between the x/y finite
+    differences of recon and target, mean over pixels (keeps the pupil edge sharp).
     """
 
     config_sections = ("vae",)
@@ -75,7 +109,6 @@ class VAETask:
     def __init__(self, vae_cfg: VAEConfig, *, kl_per_dim: bool = False):
         self.cfg = vae_cfg
         self.kl_per_dim = kl_per_dim
-        self.step = 0
 
     def beta_at(self, step: int) -> float:
         """KL weight after linear warm-up from 0 over kl_warmup_steps."""
@@ -130,20 +163,6 @@ class RefinerTask(DiffusionTask):
         self.vae.to(batch.device)
         return self.vae.decode(self.vae.encode(batch)[0]).clamp(-1, 1).to(batch.dtype)
 
-    def loss(self, model, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """DiffusionTask's loss with the reconstruction as model_kwargs["cond"]."""
-        t, weights = self.t_sampler.sample(batch.shape[0], batch.device, generator)  # [B], [B]
-        noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
-        terms = self.diffusion.training_losses(model, batch, t, model_kwargs={"cond": self.condition(batch)},
-                                               noise=noise)
-        self._update_sampler(t, terms["loss"].detach())
-        out = {k: v * weights for k, v in terms.items()}
-        out["t"] = t
-        return out
-
-    @torch.no_grad()
-    def probe(self, model, batch: torch.Tensor, generator: torch.Generator) -> None:
-        """One conditioned forward pass at evenly spread timesteps."""
-        t = torch.linspace(0, self.num_timesteps - 1, batch.shape[0], device=batch.device).long()  # [B]
-        noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
-        model(self.diffusion.q_sample(batch, t, noise), self.diffusion.model_timesteps(t), cond=self.condition(batch))
+    def model_kwargs(self, batch: torch.Tensor) -> dict:
+        """The reconstruction as model_kwargs["cond"] (extra input channels)."""
+        return {"cond": self.condition(batch)}

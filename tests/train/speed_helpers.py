@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from irislib.config import DiffusionConfig, Experiment, TrainConfig, UNetConfig
-from irislib.diffusion import GaussianDiffusion
 from irislib.diffusion.resample import make_t_sampler
 from irislib.models.unet import UNet
+from irislib.pipeline import build_diffusion
 from irislib.train import DiffusionTask, Trainer
 from unet_helpers import randomized  # noqa: F401  (shared with tests/gpu and tests/train)
 
@@ -46,7 +46,7 @@ def diffusion_trainer(run_dir, unet: UNetConfig | None = None, dataset=None, ran
     model = randomized(model) if randomize else model
     if exp.train.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    diffusion = GaussianDiffusion(exp.diffusion, learn_sigma=True)
+    diffusion = build_diffusion(exp)
     task = DiffusionTask(diffusion, make_t_sampler("uniform", diffusion))
     data = dataset if dataset is not None else TensorImages(size=unet.image_size)
     return Trainer(model, task, data, exp, run_dir, resume=resume, progress=False)

@@ -12,7 +12,7 @@ from torch import nn
 
 from toy import ToyDataset, ToyNet, ToyTask, toy_exp  # noqa: F401
 
-from irislib import checkpoint, presets
+from irislib import checkpoint
 from irislib.models.unet import UNet
 from irislib.models.vae import VAE
 from irislib.train import Trainer
@@ -46,8 +46,8 @@ def test_far_negative_silu_and_relu_are_dead():
         assert dead_unit_fraction(model, lambda: model(x)) == 0.75
 
 
-def test_units_after_groupnorm_are_measured_too():
-    vae = VAE(presets.get("tiny").vae).eval()
+def test_units_after_groupnorm_are_measured_too(tiny_exp):
+    vae = VAE(tiny_exp.vae).eval()
     x = torch.rand(2, 1, 32, 32) * 2 - 1
     forward = lambda: vae(x, torch.Generator().manual_seed(0))  # noqa: E731
     assert dead_unit_shares(vae, forward)["dead_units_silu"] == 0.0
@@ -62,12 +62,11 @@ def test_units_after_groupnorm_are_measured_too():
     assert dead_unit_shares(vae, forward) == {"dead_units": 16 / total, "dead_units_silu": 16 / total}
 
 
-def test_a_healthy_unet_reads_zero_at_any_probe_size():
-    from irislib.diffusion import GaussianDiffusion
+def test_a_healthy_unet_reads_zero_at_any_probe_size(tiny_exp):
     from irislib.diffusion.resample import make_t_sampler
+    from irislib.pipeline import build_diffusion
     from irislib.train.tasks import DiffusionTask
-    exp = presets.get("tiny")
-    unet, diffusion = UNet(exp.unet).eval(), GaussianDiffusion(exp.diffusion, learn_sigma=True)
+    unet, diffusion = UNet(tiny_exp.unet).eval(), build_diffusion(tiny_exp)
     task = DiffusionTask(diffusion, make_t_sampler("uniform", diffusion))
     values = []
     for n in (4, 8):

@@ -1,13 +1,18 @@
-"""DiffusionTask and VAETask against hand-written references (toy stand-ins for the diffusion and the VAE)."""
+"""The tasks against hand-written references (toy stand-ins for the diffusion and the VAE), the probe against
+what training feeds the model, and the Task contract."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
+from toy import toy_exp
 
-from irislib.config import VAEConfig
-from irislib.train.tasks import DiffusionTask, VAETask, edge_loss
+from irislib.config import DiffusionConfig, VAEConfig
+from irislib.diffusion import GaussianDiffusion
+from irislib.diffusion.resample import make_t_sampler
+from irislib.train import Trainer
+from irislib.train.tasks import DiffusionTask, RefinerTask, Task, VAETask, edge_loss
 
 
 class FakeDiffusion:
@@ -96,25 +101,71 @@ def test_edge_loss_is_zero_for_a_constant_shift():
     assert torch.allclose(edge_loss(x + 3.0, x), torch.zeros(2), atol=1e-6)
 
 
-def test_diffusion_task_with_the_real_modules_if_present():
-    gaussian = pytest.importorskip("irislib.diffusion")
-    resample = pytest.importorskip("irislib.diffusion.resample")
-    if not hasattr(gaussian, "GaussianDiffusion"):
-        pytest.skip("irislib.diffusion.GaussianDiffusion not written yet")
-    from irislib.config import DiffusionConfig
-    diffusion = gaussian.GaussianDiffusion(DiffusionConfig(diffusion_steps=50), learn_sigma=False)
-    task = DiffusionTask(diffusion, resample.make_t_sampler("uniform", diffusion))
+class EpsNet(nn.Module):
+    """A 3x3 conv that records the timesteps and the condition it is called with."""
 
-    class EpsNet(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+    def __init__(self, in_channels: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 1, 3, padding=1)
+        self.calls = []
 
-        def forward(self, x, t, cond=None):
-            return self.conv(x)
+    def forward(self, x, t, cond=None):
+        self.calls.append((t.clone(), cond))
+        return self.conv(x if cond is None else torch.cat([x, cond], 1))
 
+
+def test_diffusion_task_with_the_real_modules():
+    diffusion = GaussianDiffusion(DiffusionConfig(diffusion_steps=50), learn_sigma=False)
+    task = DiffusionTask(diffusion, make_t_sampler("uniform", diffusion))
     out = task.loss(EpsNet(), torch.randn(4, 1, 8, 8), torch.Generator().manual_seed(0))
     assert out["loss"].shape == (4,) and out["t"].shape == (4,) and torch.isfinite(out["loss"]).all()
+
+
+class HalfVAE(nn.Module):
+    """encode -> (x / 2, log-variance); decode(z) = z: the refiner's condition of x is x / 2."""
+
+    def encode(self, x):
+        return x / 2, torch.zeros_like(x)
+
+    def decode(self, z):
+        return z
+
+
+@pytest.mark.parametrize("refiner", [False, True])
+def test_probe_calls_the_model_as_training_does(refiner):
+    """On a respaced chain (10 of 50 steps) training feeds the model original-scale timesteps model_timesteps(t),
+    not chain indices 0..9; the dead-unit probe must too, with the refiner's condition."""
+    diffusion = GaussianDiffusion(DiffusionConfig(diffusion_steps=50, timestep_respacing="10"), learn_sigma=False)
+    sampler = make_t_sampler("uniform", diffusion)
+    task = RefinerTask(diffusion, sampler, HalfVAE()) if refiner else DiffusionTask(diffusion, sampler)
+    model, x = EpsNet(2 if refiner else 1), torch.rand(6, 1, 8, 8) * 2 - 1
+    task.loss(model, x, torch.Generator().manual_seed(0))
+    task.probe(model, x, torch.Generator().manual_seed(0))
+    (t_train, cond_train), (t_probe, cond_probe) = model.calls
+    kept = set(diffusion.timestep_map.tolist())
+    assert diffusion.num_timesteps == 10 and max(kept) > 40
+    assert set(t_train.tolist()) <= kept and set(t_probe.tolist()) <= kept
+    assert t_probe.tolist() == [int(diffusion.timestep_map[i]) for i in torch.linspace(0, 9, 6).long()]
+    for cond in (cond_train, cond_probe):
+        assert (cond is None) if not refiner else torch.equal(cond, x / 2)
+
+
+def test_a_task_needs_only_a_loss_and_the_trainer_refuses_anything_else(tmp_path):
+    class Mean(Task):
+        def loss(self, model, batch, generator):
+            return {"loss": model(batch).flatten(1).mean(1)}
+
+    task, model, x = Mean(), nn.Conv2d(1, 1, 1), torch.randn(2, 1, 4, 4)
+    assert (task.step, task.num_timesteps, task.state_dict()) == (0, None, None)
+    assert task.config_sections == ("unet", "vae", "diffusion")   # a resume must match every model section
+    calls = []
+    model.register_forward_hook(lambda m, inputs, out: calls.append(inputs[0]))
+    task.probe(model, x, torch.Generator())
+    assert len(calls) == 1 and torch.equal(calls[0], x)           # the default probe: one plain forward pass
+    with pytest.raises(TypeError, match="task FakeSampler is not an irislib.train.tasks.Task; subclass Task"):
+        Trainer(model, FakeSampler(), [x[0]] * 8, toy_exp(), tmp_path / "run", progress=False)
+    with pytest.raises(TypeError, match="abstract"):
+        type("NoLoss", (Task,), {})()
 
 
 def test_vae_beta_means_the_same_at_every_image_size():

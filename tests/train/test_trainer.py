@@ -12,6 +12,7 @@ from irislib.config import ConfigError
 from irislib.train import Trainer, TrainingDiverged
 from irislib.train.ema import EMA, ema_decay
 from irislib.train.metrics import dead_unit_fraction
+from irislib.train.rng import epoch_permutation
 
 
 def _trainer(tmp_path, task=None, model=None, n=12, **kw):
@@ -76,9 +77,11 @@ def test_fp16_gradscaler_counts_skipped_steps(tmp_path):
 
 def test_bf16_autocast_trains_on_cpu(tmp_path):
     tr = _trainer(tmp_path, precision="bf16", max_steps=4)
+    before = {k: v.clone() for k, v in tr.model.state_dict().items()}
     result = tr.run()
-    assert result["loss"] == result["loss"] and result["nan_steps"] == 0
-    assert not any(torch.equal(a, b) for a, b in zip(ToyNet().state_dict().values(), tr.model.state_dict().values()))
+    assert result["step"] == 4 and [r["step"] for r in checkpoint.read_metrics(tmp_path / "run")] == [1, 2, 3, 4]
+    assert torch.isfinite(torch.tensor(result["loss"])) and result["nan_steps"] == result["skipped_steps"] == 0
+    assert not any(torch.equal(before[k], v) for k, v in tr.model.state_dict().items())  # every tensor moved
 
 
 def test_grad_clipping_bounds_the_update_and_norm_is_logged(tmp_path):
@@ -224,3 +227,19 @@ def test_bad_batch_settings_are_config_errors(tmp_path, monkeypatch):
         _trainer(tmp_path, batch_size=16, microbatch=4)
     with pytest.raises(ConfigError, match="microbatch=8 is larger than batch_size=6"):
         _trainer(tmp_path, batch_size=6, microbatch=8)
+
+
+def test_epochs_roll_over_after_the_last_full_batch_and_on_a_resume_with_a_larger_batch(tmp_path):
+    """14 images in batches of 4: 3 steps an epoch (2 images dropped); resumed at step 2 (image 8) with batches of
+    6 there is no full batch left, so the resume starts epoch 1 at its first batch."""
+    tr = _trainer(tmp_path, n=14, batch_size=4, microbatch=4, max_steps=2, save_every_steps=2)
+    tr.run()
+    assert (tr.step, tr.epoch, tr.pos) == (2, 0, 8)
+    tr.train_step(tr._next_batch())
+    assert (tr.epoch, tr.pos) == (1, 0)  # after the third step: the next batch is the next epoch's first
+    resumed = _trainer(tmp_path, n=14, batch_size=6, microbatch=6, max_steps=3)
+    assert (resumed.step, resumed.epoch, resumed.pos) == (2, 0, 8)
+    batch = resumed._next_batch()
+    assert (resumed.epoch, resumed.pos) == (1, 0)
+    first = ToyDataset(14).x[epoch_permutation(14, 0, 1)[:6]]
+    assert all(torch.equal(b, f) or torch.equal(b, f.flip(-1)) for b, f in zip(batch, first))  # up to the flips

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from irislib.config import Experiment, TrainConfig
+from irislib.train.tasks import Task
 
 
 class ToyNet(nn.Module):
@@ -34,7 +35,7 @@ class ToyDataset(torch.utils.data.Dataset):
         return self.x[i]
 
 
-class ToyTask:
+class ToyTask(Task):
     """Denoising toy: per-sample MSE of model(x + 0.3 noise) against x; `noisy=False` makes it deterministic.
 
     It keeps state (a call counter that varies the per-sample weights), so a resume that forgot the task state
@@ -42,7 +43,7 @@ class ToyTask:
     """
 
     def __init__(self, noisy: bool = True, weighted: bool = True, sleep_s: float = 0.0):
-        self.noisy, self.weighted, self.sleep_s, self.calls, self.step = noisy, weighted, sleep_s, 0, 0
+        self.noisy, self.weighted, self.sleep_s, self.calls = noisy, weighted, sleep_s, 0
 
     def loss(self, model, batch, generator):
         if self.sleep_s:
@@ -55,9 +56,6 @@ class ToyTask:
         weight = 1.0 + 0.1 * (self.calls % 3) if self.weighted else 1.0
         self.calls += 1
         return {"loss": err * weight, "mse": err}
-
-    def probe(self, model, batch, generator):
-        model(batch)
 
     def state_dict(self):
         return {"calls": self.calls}
