@@ -19,7 +19,7 @@ from .. import __version__, checkpoint
 from ..config import ConfigError, Experiment
 from . import distributed, lr as lr_lib, precision as precision_lib, speed
 from .ema import EMA
-from .metrics import LossMeter, Reporter, dead_unit_shares
+from .diagnostics import LossMeter, Reporter, dead_unit_shares
 from .rng import capture_rng_state, derive_seed, epoch_permutation, restore_rng_state, seed_global, seeded_generator
 from .tasks import Task
 

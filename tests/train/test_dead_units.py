@@ -16,7 +16,7 @@ from irislib import checkpoint
 from irislib.models.unet import UNet
 from irislib.models.vae import VAE
 from irislib.train import Trainer
-from irislib.train.metrics import dead_unit_fraction, dead_unit_shares, dead_units_by_layer
+from irislib.train.diagnostics import dead_unit_fraction, dead_unit_shares, dead_units_by_layer
 
 REPO = Path(__file__).resolve().parents[2]
 

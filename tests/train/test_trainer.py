@@ -11,7 +11,7 @@ from irislib import checkpoint
 from irislib.config import ConfigError
 from irislib.train import Trainer, TrainingDiverged
 from irislib.train.ema import EMA, ema_decay
-from irislib.train.metrics import dead_unit_fraction
+from irislib.train.diagnostics import dead_unit_fraction
 from irislib.train.rng import epoch_permutation
 
 
