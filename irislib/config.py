@@ -25,6 +25,7 @@ RECON_LOSSES = ("mse", "l1")
 PRIORS = ("normal", "gmm")
 T_SAMPLERS = ("uniform", "loss-second-moment")
 ACTIVATIONS = ("silu", "relu")
+MODEL_SECTIONS = ("unet", "vae", "diffusion")   # the sections that define a model: a resume must match them
 
 
 def default_channel_mult(image_size: int) -> list[int]:

@@ -9,8 +9,7 @@ import abc
 
 import torch
 
-from ..checkpoint import store
-from ..config import VAEConfig
+from ..config import MODEL_SECTIONS, VAEConfig
 from . import distributed
 
 
@@ -24,7 +23,7 @@ class Task(abc.ABC):
 
     step: int = 0
     num_timesteps: int | None = None
-    config_sections: tuple[str, ...] = store.MODEL_SECTIONS
+    config_sections: tuple[str, ...] = MODEL_SECTIONS
 
     @abc.abstractmethod
     def loss(self, model, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
