@@ -222,14 +222,11 @@ def load_guided_diffusion(path_or_state_dict: str | Path | Mapping[str, Any], fl
 
 def import_guided(checkpoint: str | Path | Mapping[str, Any], flags: Mapping[str, Any], out_dir: str | Path) -> Path:
     """Write an irislib run directory (config.json + model.safetensors) for a guided-diffusion checkpoint."""
-    from safetensors.torch import save_model
+    from . import checkpoint as store
     model = load_guided_diffusion(checkpoint, flags)
     exp = experiment_from_flags(flags, in_channels=model.in_channels)
     exp.unet.timestep_scale = model.timestep_scale  # so load_run rebuilds the same model from config.json
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    exp.to_json(out / "config.json")
-    save_model(model, str(out / "model.safetensors"),
-               metadata={"source": "guided-diffusion", "flags": json.dumps(dict(flags), default=str),
-                         "timestep_scale": str(model.timestep_scale)})
-    return out
+    meta = {"source": "guided-diffusion", "flags": json.dumps(dict(flags), default=str),
+            "timestep_scale": str(model.timestep_scale)}
+    return store.write_bare_run(out_dir, exp.to_dict(), {"model.safetensors": model.state_dict()}, metadata=meta,
+                                source="guided-diffusion")

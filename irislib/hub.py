@@ -24,7 +24,8 @@ Manifest schema (`checkpoints_manifest.json`, version 1)::
 `fetch(name)` puts the weights in `<cache>/<name>/<filename>` (cache = $IRISLIB_CACHE or ~/.cache/irislib) with
 the entry's config beside them as `config.json`, and returns the weights path. `fetch_run(name)` also builds
 `<cache>/<name>/run/`, a bare run directory that `irislib.checkpoint.load_run` reads: config.json and the weights
-as model.safetensors, plus the entry's extra files (e.g. the VAE's prior.safetensors) at its top level.
+as model.safetensors, plus the entry's extra files (e.g. the VAE's prior.safetensors) at its top level, with a
+manifest.json of their sha256 (written by irislib.checkpoint.write_bare_run).
 
 A download goes to a private temp folder in the cache, is checked (HTML error page, size, sha256) and only then
 moved into place; a failed source leaves nothing behind and the next source is tried. A cached file whose hash verifies is reused without network.
@@ -40,13 +41,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import checkpoint
+from .checkpoint import PRIOR_FILE, sha256_file
 from .config import ConfigError
 
 KINDS = ("vae", "unet", "refiner")
 MANIFEST_NAME = "checkpoints_manifest.json"
 LOCAL_MANIFEST_NAME = "checkpoints_manifest.local.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PRIOR_FILE = "prior.safetensors"  # written by the VAE training beside config.json
 QUOTA_TEXT = "Too many users have viewed or downloaded this file recently"
 
 
@@ -174,43 +176,13 @@ def fetch_run(name: str, manifest: str | Path | dict | None = None, cache_dir: s
     if "config" not in entry:
         raise ConfigError(f"{entry['_manifest']} has no \"config\"; fetch_run needs it to rebuild the model")
     run = weights.parent / "run"
-    stamp = run / ".source_sha256"
-    # (verified cache file, its name in run/, sha256): run/ is reused only while it holds exactly these files.
-    links = [(weights, "model.safetensors", entry["sha256"])] + \
-        [(weights.parent / e["filename"], e["filename"], e["sha256"]) for e in entry.get("files", [])]
-    if stamp.is_file() and stamp.read_text().strip() == entry["sha256"] and _run_is_current(run, links):
-        return run
-    tmp = Path(tempfile.mkdtemp(prefix=".run-", dir=weights.parent))
-    try:
-        # A bare run: config.json + model.safetensors (+ extra files such as prior.safetensors) at the top level.
-        for src, name, _ in links:
-            _link_or_copy(src, tmp / name)
-        (tmp / "config.json").write_text(json.dumps(entry["config"], indent=2) + "\n")
-        (tmp / stamp.name).write_text(entry["sha256"] + "\n")
-        shutil.rmtree(run, ignore_errors=True)
-        os.replace(tmp, run)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    # name in run/ -> (verified cache file, sha256): run/ is reused only while it holds exactly these files.
+    files = {"model.safetensors": (weights, entry["sha256"]),
+             **{e["filename"]: (weights.parent / e["filename"], e["sha256"]) for e in entry.get("files", [])}}
+    if not checkpoint.bare_run_is_current(run, files, source=entry["sha256"]):
+        checkpoint.write_bare_run(run, entry["config"], {k: src for k, (src, _) in files.items()},
+                                  source=entry["sha256"])
     return run
-
-
-def _run_is_current(run: Path, links: list[tuple[Path, str, str]]) -> bool:
-    """True if each run/ file is the verified cache file itself (the same hard-linked inode) or a copy with its
-    sha256. A re-download after a damaged cache gets a new inode, so a run/ still linked to the old one is rebuilt."""
-    for src, name, sha in links:
-        dst = run / name
-        if not dst.is_file():
-            return False
-        if not (os.path.samefile(src, dst) or sha256_file(dst) == sha.lower()):
-            return False
-    return True
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)  # same folder: no second copy of a large file
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def _default_filename(entry: dict) -> str:
@@ -336,15 +308,6 @@ def _html_reason(path: Path) -> str:
     return "got an HTML page instead of the file (a login, error or quota page)"
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _describe(src: dict) -> str:
     return {"repo": "repo path {path}", "path": "path {path}", "url": "URL {url}",
             "gdrive": "Google Drive id {id}"}[src["type"]].format(**src)
@@ -385,7 +348,8 @@ def register(run_dir: str | Path, name: str | None = None, manifest_path: str | 
              "sha256": sha256_file(weights), "size": weights.stat().st_size, "config": config,
              "trained_on": config.get("data", {}).get("path", ""), "command": "",
              "sources": [{"type": "path", "path": src_path}]}
-    extras = [run / PRIOR_FILE] if (run / PRIOR_FILE).is_file() else []  # the VAE's fitted latent prior
+    prior = checkpoint.prior_path(run)
+    extras = [prior] if prior is not None else []  # the VAE's fitted latent prior
     if extras:
         entry["files"] = [{"filename": p.name, "sha256": sha256_file(p), "size": p.stat().st_size,
                            "sources": [{"type": "path", "path": _source_path(p, base)}]} for p in extras]
@@ -406,41 +370,15 @@ def _source_path(path: Path, base: Path) -> str:
 
 
 def _run_weights(run: Path) -> Path:
-    """The weights to publish: the safetensors files named by latest.json (EMA preferred), else any in the run."""
-    files = _files_from_latest(run)
-    if not files:
-        files = sorted(run.rglob("*.safetensors"), key=lambda p: (p.stat().st_mtime, str(p)))
-        newest_dir = files[-1].parent if files else None
-        files = [p for p in files if p.parent == newest_dir]
-    if not files:
-        raise FileNotFoundError(f"no *.safetensors weights in {run} (nor named by {run / 'latest.json'}); "
-                                f"train first, or pass the run directory that holds the checkpoints")
-    ema = sorted((p for p in files if "ema" in p.name.lower()), key=lambda p: p.name)
-    return ema[-1] if ema else sorted(files, key=lambda p: p.name)[0]
-
-
-def _files_from_latest(run: Path) -> list[Path]:
-    """Safetensors files listed in latest.json, checked against its sha256 entries when present."""
-    pointer = run / "latest.json"
-    if not pointer.is_file():
-        return []
-    doc = json.loads(pointer.read_text())
-    folder = doc.get("dir") or doc.get("checkpoint") or doc.get("path") or ""
-    listed = doc.get("files", {})
-    items = listed.items() if isinstance(listed, dict) else [(f.get("name") or f.get("path"), f) for f in listed]
-    out = []
-    for fname, meta in items:
-        if not str(fname).endswith(".safetensors"):
-            continue
-        path = next((p for p in (run / folder / fname, run / fname) if p.is_file()), None)
-        if path is None:
-            raise FileNotFoundError(f"{pointer} names {fname} but it is missing; the run directory is incomplete")
-        want = meta.get("sha256") if isinstance(meta, dict) else meta if isinstance(meta, str) else None
-        if want and sha256_file(path) != want:
-            raise ValueError(f"{path} does not match the sha256 in {pointer}; the checkpoint is corrupt, "
-                             f"register an earlier one")
-        out.append(path)
-    return out
+    """The weights to publish from the run's newest checkpoint that verifies (EMA preferred), or a bare run's."""
+    if checkpoint.is_bare_run(run):
+        return run / "model.safetensors"
+    ckpt = checkpoint.find_resume(run) if (run / "checkpoints").is_dir() else None
+    if ckpt is None:
+        raise FileNotFoundError(f"no checkpoint that verifies in {run}; train first, or pass the run directory "
+                                f"that holds the checkpoints")
+    ema = sorted(ckpt.glob("ema_*.safetensors"), key=lambda p: p.name)
+    return ema[-1] if ema else ckpt / "model.safetensors"
 
 
 def _guess_kind(weights: Path, config: dict) -> str:
@@ -483,9 +421,10 @@ def publish(run_dir: str | Path, name: str, *, dest_dir: str | Path = "checkpoin
     entry = {"name": name, "kind": kind or _guess_kind(weights, config), "filename": f"{name}.safetensors",
              **_file_fields(out, base, url_base), "config": config, "trained_on": trained_on or config["data"]["path"],
              "step": _step_of(run), "command": command, "dtype": dtype}
-    if (run / PRIOR_FILE).is_file():
+    fitted = checkpoint.prior_path(run)
+    if fitted is not None:
         prior = dest / f"{name}.prior.safetensors"
-        shutil.copyfile(run / PRIOR_FILE, prior)
+        shutil.copyfile(fitted, prior)
         entry["files"] = [{"filename": PRIOR_FILE, **_file_fields(prior, base, url_base)}]
     doc = _read_json(manifest_path) if manifest_path.is_file() else {"version": 1, "checkpoints": []}
     doc["checkpoints"] = [e for e in doc["checkpoints"] if e["name"] != name] + [entry]

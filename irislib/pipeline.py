@@ -126,15 +126,9 @@ def _fit_prior(run_dir: Path, exp: Experiment, dataset) -> None:
     k = max(1, min(exp.vae.gmm_components, len(means) // 4))
     prior = GaussianMixturePrior(k, means.shape[1])
     prior.fit(means, generator=torch.Generator().manual_seed(exp.train.seed))
-    checkpoint.save_prior(run_dir, prior.state_dict())
-    mirror = exp.train.mirror_dir
-    if mirror and checkpoint.run_id_of(mirror) != checkpoint.run_id_of(run_dir):  # released after training
-        warnings.warn(f"not copying prior.safetensors to {mirror}: it does not hold this run's checkpoints")
-    elif mirror:  # the Drive copy must sample like the local run once Colab wipes the VM
-        try:
-            checkpoint.save_prior(mirror, prior.state_dict())
-        except OSError as e:
-            warnings.warn(f"could not copy prior.safetensors to the mirror {mirror}: {e}")
+    # Into the checkpoint it was fitted on (verified with it) and its mirror copy: the Drive copy must sample like
+    # the local run once Colab wipes the VM.
+    checkpoint.attach_prior(run_dir, prior.state_dict(), exp.train.mirror_dir or None)
 
 
 # --- loading -------------------------------------------------------------------------------------------------
@@ -173,8 +167,8 @@ def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bo
     if with_prior and exp.vae.prior == "gmm":
         prior_state = checkpoint.load_prior(run)
         if prior_state is None:
-            warnings.warn(f"{run} has no prior.safetensors (vae.prior=gmm is fitted after training ends); "
-                          "drafting from N(0, I) instead")
+            warnings.warn(f"{run} has no fitted prior (vae.prior=gmm is fitted when training ends); drafting "
+                          f"from it will fail until training is resumed to its end")
         else:
             prior = GaussianMixturePrior(*_prior_dims(prior_state))
             prior.load_state_dict(prior_state)

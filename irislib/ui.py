@@ -20,7 +20,6 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from . import imageio
-from .checkpoint.metrics import read_jsonl
 
 PAD = 2           # pixels between grid cells
 TITLE_PX = 14     # height of the title strip
@@ -129,15 +128,14 @@ def show_samples(run_dir: str | Path, last: int = 1) -> None:
 
 
 # --- loss plots --------------------------------------------------------------------------------------------
-def read_metrics(metrics_jsonl_path: str | Path) -> list[dict]:
-    """Rows of a metrics.jsonl (a run directory is also accepted); a torn last line is skipped."""
-    path = Path(metrics_jsonl_path)
-    if path.is_dir():
-        path = path / "metrics.jsonl"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass a metrics.jsonl file or a run directory "
-                                f"after training has logged a step")
-    return read_jsonl(path)
+def _logged_rows(metrics_jsonl_path: str | Path) -> list[dict]:
+    """checkpoint.read_metrics' rows, or one clear error when nothing was logged yet (plotting nothing misleads)."""
+    from .checkpoint import read_metrics
+    rows = read_metrics(metrics_jsonl_path)
+    if not rows:
+        raise FileNotFoundError(f"no metrics logged in {metrics_jsonl_path} yet; pass a metrics.jsonl file or a run "
+                                f"directory after training has logged a step")
+    return rows
 
 
 def plot_losses(metrics_jsonl_path: str | Path, path: str | Path | None = None, keys: list[str] | None = None):
@@ -145,7 +143,7 @@ def plot_losses(metrics_jsonl_path: str | Path, path: str | Path | None = None, 
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg: works with no display at all
     from matplotlib.figure import Figure
 
-    rows = [r for r in read_metrics(metrics_jsonl_path) if "step" in r]
+    rows = [r for r in _logged_rows(metrics_jsonl_path) if "step" in r]
     keys = keys or sorted({k for r in rows for k, v in r.items()
                            if isinstance(v, (int, float)) and any(s in k for s in LOSS_KEYS)})
     fig = Figure(figsize=(6, 3.5))

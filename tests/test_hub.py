@@ -245,12 +245,12 @@ def test_register_without_pointer_and_vae_kind(sandbox):
     run = make_run(sandbox, unet=False)
     (run / "latest.json").unlink()
     assert hub.register(run, manifest_path=sandbox / "m.json")["kind"] == "vae"
-    ck = run / "checkpoints" / "step_000002" / "model.safetensors"
-    (run / "latest.json").write_text(json.dumps({"dir": "checkpoints/step_000002",
-                                                 "files": {"model.safetensors": {"sha256": "0" * 64}}}))
-    with pytest.raises(ValueError, match="corrupt"):
+    ema = run / "checkpoints" / "step_000002" / "ema_0.999.safetensors"
+    ema.write_bytes(ema.read_bytes()[:-1] + b"!")            # a damaged checkpoint (its manifest no longer verifies)
+    with pytest.warns(UserWarning, match="skipping damaged checkpoint"), \
+            pytest.raises(FileNotFoundError, match="no checkpoint that verifies"):
         hub.register(run, manifest_path=sandbox / "m.json")
-    assert ck.exists()
+    assert ema.exists()
 
 
 def test_fetch_run_builds_a_run_directory_that_load_run_reads(sandbox):
@@ -264,7 +264,8 @@ def test_fetch_run_builds_a_run_directory_that_load_run_reads(sandbox):
     assert exp.to_dict() == json.loads((run / "config.json").read_text())
     assert torch.equal(state["encoder.conv_in.weight"], torch.full((2, 2), 2.0))   # the published EMA weights
     assert torch.equal(checkpoint.load_prior(run_copy)["means"], prior["means"])
-    stamp = run_copy / ".source_sha256"
+    stamp = run_copy / "manifest.json"                         # the bare run's sha256 list, written by checkpoint/
+    assert json.loads(stamp.read_text())["source"] == entry["sha256"]
     before = stamp.stat().st_mtime_ns
     assert hub.fetch_run("v") == run_copy and stamp.stat().st_mtime_ns == before   # built once, then reused
 

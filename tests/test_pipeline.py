@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from irislib import cli, pipeline, presets, report
+from irislib import checkpoint, cli, pipeline, presets, report
 from irislib.checkpoint import load_run, read_metrics
 from irislib.config import ConfigError
 
@@ -28,7 +28,7 @@ def test_runs_are_self_describing(runs):
         assert pointer["step"] == 3
         records = read_metrics(run)
         assert [r["step"] for r in records] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in records)
-    assert (vae_run / "prior.safetensors").is_file()
+    assert (vae_run / "checkpoints" / "step_000003" / "prior.safetensors").is_file()   # beside the weights it fits
     loaded_exp, state = load_run(unet_run)
     assert loaded_exp.unet == exp.unet and "out.2.weight" in state
 
@@ -162,10 +162,12 @@ def test_cli_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
 def test_vae_prior_reaches_the_drive_mirror(tmp_path, small_exp):
     exp = small_exp({"train.max_steps": 2, "train.sample_grid_images": 0, "train.mirror_dir": str(tmp_path / "drive")})
     run = pipeline.train_vae(exp, tmp_path / "local", progress=False)
-    assert (tmp_path / "drive" / "prior.safetensors").read_bytes() == (run / "prior.safetensors").read_bytes()
-    (run / "prior.safetensors").unlink()
-    with pytest.warns(UserWarning, match="no prior.safetensors"):
-        _, prior = pipeline.load_vae(run)
+    local, drive = checkpoint.prior_path(run), checkpoint.prior_path(tmp_path / "drive")
+    assert drive == tmp_path / "drive" / "checkpoints" / "step_000002" / "prior.safetensors"
+    assert drive.read_bytes() == local.read_bytes()
+    _, from_drive = pipeline.load_vae(tmp_path / "drive")   # Colab wiped the VM: the Drive copy samples alike
+    assert torch.equal(from_drive.means, pipeline.load_vae(run)[1].means)
+    _, prior = pipeline.load_vae(tmp_path / "drive", with_prior=False)
     assert prior is None
 
 
@@ -210,5 +212,6 @@ def test_cli_under_torchrun_two_processes(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("run directory") == 2  # both ranks finished
     assert json.loads((out / "latest.json").read_text())["step"] == 3
-    assert (out / "prior.safetensors").is_file() and not (out / ".train.lock").exists()
+    assert checkpoint.prior_path(out) == out / "checkpoints" / "step_000003" / "prior.safetensors"
+    assert not (out / ".train.lock").exists()
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]

@@ -19,8 +19,9 @@ def append_metrics(run_dir, record: dict) -> None:
 
 
 def read_metrics(run_dir) -> list[dict]:
-    """All complete records of run_dir/metrics.jsonl; [] when there is none."""
-    path = Path(run_dir) / METRICS
+    """All complete records of run_dir/metrics.jsonl (or of a metrics.jsonl path); [] when there is none."""
+    path = Path(run_dir)
+    path = path / METRICS if path.is_dir() or path.suffix != ".jsonl" else path
     return read_jsonl(path) if path.is_file() else []
 
 

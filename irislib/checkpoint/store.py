@@ -19,14 +19,13 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError, Experiment
+from ..config import MODEL_SECTIONS, ConfigError, Experiment
 from .files import (OLD_TAG, TMP_TAG, disk_full_error, fsync_dir, from_plain, is_moved_aside,
                     leftover_removable, load_tensors, save_state, save_tensors, sha256_file, tmp_path, write_bytes,
                     write_json)
 
 CKPT_RE = re.compile(r"^step_(\d+)$")
 MODEL_FILE, STATE_FILE, MANIFEST, POINTER = "model.safetensors", "trainer_state.pt", "manifest.json", "latest.json"
-MODEL_SECTIONS = ("unet", "vae", "diffusion")
 
 
 class CheckpointError(ValueError):
@@ -48,7 +47,8 @@ def save(run_dir, state: dict, exp: Experiment, *, keep_last: int | None = None,
     config_text = exp.to_json().encode()
     with explain_disk_full(run, f"checkpoint {name}", state):
         root.mkdir(parents=True, exist_ok=True)
-        write_bytes(run / "config.json", config_text)
+        if _read_bytes(run / "config.json") != config_text:   # once per run (the Trainer writes it at start)
+            write_bytes(run / "config.json", config_text)
         clean_leftovers(root)
         for p in run.iterdir():  # e.g. latest.json.tmp-123 left by a process killed while writing the pointer
             if TMP_TAG in p.name and p.is_file() and leftover_removable(p):
@@ -72,6 +72,13 @@ def save(run_dir, state: dict, exp: Experiment, *, keep_last: int | None = None,
           milestone_every_steps if milestone_every_steps is not None else exp.train.milestone_every_steps,
           known_good=final)
     return final
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _write_files(tmp: Path, state: dict, step: int, run_id, config_text: bytes) -> dict[str, str]:
@@ -190,15 +197,21 @@ def verify(ckpt_dir) -> dict:
     for name in (MODEL_FILE, STATE_FILE, "config.json"):
         if name not in files:
             raise CheckpointError(f"{manifest_path} lists no {name}; the checkpoint is incomplete")
+    check_listed(ckpt, files)
+    return manifest
+
+
+def check_listed(folder: Path, files: dict[str, str]) -> None:
+    """Raise CheckpointError naming the first file of `files` (name -> sha256) in `folder` that is missing or
+    differs."""
     for name, expected in files.items():
-        path = ckpt / name
+        path = folder / name
         if not path.is_file():
             raise CheckpointError(f"{path} is missing")
         actual = sha256_file(path)
         if actual != expected:
             raise CheckpointError(f"{path} fails its sha256 check ({path.stat().st_size} bytes; "
                                   f"expected {expected[:12]}..., got {actual[:12]}...): truncated or altered")
-    return manifest
 
 
 def find_resume(run_dir, mirror_dir=None) -> Path | None:
@@ -324,10 +337,12 @@ def checkpoint_run_id(ckpt_dir) -> str | None:
 def load_run_all(run_dir, checkpoint=None) -> tuple[Experiment, dict, dict]:
     """(exp, model_state, {rate: ema_state}) of a run's newest good checkpoint (or the given checkpoint folder).
 
-    A bare run directory holding only config.json + model.safetensors (irislib.compat.import_guided) also works.
+    A bare run directory (config.json + model.safetensors at the top level: checkpoint.bare) also works.
     """
     run = Path(run_dir)
     if checkpoint is None and not (run / "checkpoints").is_dir() and (run / MODEL_FILE).is_file():
+        if (run / MANIFEST).is_file():   # a bare run (hub download, guided import) is checked like a checkpoint
+            check_listed(run, json.loads((run / MANIFEST).read_text()).get("files", {}))
         return Experiment.from_json(run / "config.json"), load_tensors(run / MODEL_FILE), {}
     ckpt = Path(checkpoint) if checkpoint else resolve(run)
     if ckpt is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent / "train"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 from _subproc import env, worker_cmd  # noqa: E402
 from toy import ToyDataset, ToyNet, ToyTask, toy_exp  # noqa: E402
 

@@ -14,7 +14,7 @@ import pytest
 
 from irislib import checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TRAIN = ["-m", "irislib.cli", "train-vae", "--preset", "tiny", "--data", "synthetic:8", "--quiet",
          "--set", "vae.channel_mult=1,2", "--set", "train.batch_size=4", "--set", "train.microbatch=4",
          "--set", "train.epochs=0", "--set", "train.max_steps=2", "--set", "train.save_every_steps=1",
