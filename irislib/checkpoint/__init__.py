@@ -1,7 +1,7 @@
 """The only code that reads or writes a run directory: atomic checkpoints, verification, resume, Drive mirror.
 
 Trained runs (store.py), bare runs from the hub or a guided-diffusion import (bare.py), the VAE's prior and sample
-grids (artifacts.py) and metrics.jsonl (metrics.py) are all written here, atomically; tests/checkpoint checks that
+grids (artifacts.py) and metrics.jsonl (metrics_log.py) are all written here, atomically; tests/checkpoint checks that
 no other module writes into a run directory.
 
 `save(run_dir, trainer.state_dict(), exp)` -> checkpoint folder; `find_resume(run_dir, mirror_dir)` -> newest
@@ -13,7 +13,7 @@ from .artifacts import PRIOR_FILE, attach_prior, load_prior, prior_path, write_s
 from .bare import bare_run_is_current, is_bare_run, write_bare_run
 from .files import DiskFullError, sha256_file
 from .lock import MirrorLease, RunLockedError, run_lock
-from .metrics import append_metrics, read_metrics, restore_metrics, truncate_metrics
+from .metrics_log import append_metrics, read_metrics, restore_metrics, truncate_metrics
 from .mirror import Mirror
 from .store import (POINTER, CheckpointError, check_compatible, checkpoint_run_id, explain_disk_full, find_resume, list_checkpoints,
                     load, load_run, load_run_all, load_trainer_state, prune, recover, resolve, run_id_of, save, verify,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .files import copy_file, describe_full, fsync_dir, is_disk_full, tmp_path, write_json
 from .lock import MirrorLease, RunLockedError
-from .metrics import METRICS
+from .metrics_log import METRICS
 from .store import MANIFEST, POINTER, _publish, clean_leftovers, prune
 
 
