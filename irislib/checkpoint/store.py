@@ -340,6 +340,8 @@ def load_run_all(run_dir, checkpoint=None) -> tuple[Experiment, dict, dict]:
     A bare run directory (config.json + model.safetensors at the top level: checkpoint.bare) also works.
     """
     run = Path(run_dir)
+    if checkpoint is None and CKPT_RE.match(run.name) and (run / MANIFEST).is_file():
+        checkpoint = run                 # a checkpoint folder given as the run: its EMA weights, not the raw ones
     if checkpoint is None and not (run / "checkpoints").is_dir() and (run / MODEL_FILE).is_file():
         if (run / MANIFEST).is_file():   # a bare run (hub download, guided import) is checked like a checkpoint
             check_listed(run, json.loads((run / MANIFEST).read_text()).get("files", {}))

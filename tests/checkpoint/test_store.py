@@ -307,3 +307,12 @@ def test_a_resave_killed_between_the_two_renames_loses_nothing(trained, tmp_path
     assert checkpoint.verify(run / "checkpoints/step_000008")["files"] == digest
     tr.run()  # the next save cleans the dead writer's leftovers
     assert not [p for p in (run / "checkpoints").iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_a_checkpoint_folder_given_as_the_run_loads_its_ema_weights(trained):
+    folder = trained / "checkpoints" / "step_000008"
+    _, from_folder = checkpoint.load_run(folder)
+    _, from_run = checkpoint.load_run(trained)
+    _, raw = checkpoint.load_run(trained, use_ema=False)
+    assert all(torch.equal(from_folder[k], from_run[k]) for k in from_run)
+    assert any(not torch.equal(from_folder[k], raw[k]) for k in raw)   # EMA, not the raw weights
