@@ -167,8 +167,8 @@ def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bo
     if with_prior and exp.vae.prior == "gmm":
         prior_state = checkpoint.load_prior(run)
         if prior_state is None:
-            warnings.warn(f"{run} has no fitted prior (vae.prior=gmm is fitted when training ends); drafting "
-                          f"from it will fail until training is resumed to its end")
+            warnings.warn(f"{run} has no fitted prior for its newest checkpoint (vae.prior=gmm is fitted when "
+                          f"training ends); resume its training to the end to fit one before drafting")
         else:
             prior = GaussianMixturePrior(*_prior_dims(prior_state))
             prior.load_state_dict(prior_state)

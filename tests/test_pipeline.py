@@ -215,3 +215,19 @@ def test_cli_under_torchrun_two_processes(tmp_path):
     assert checkpoint.prior_path(out) == out / "checkpoints" / "step_000003" / "prior.safetensors"
     assert not (out / ".train.lock").exists()
     assert [r["step"] for r in read_metrics(out)] == [1, 2, 3]
+
+
+def test_a_vae_resumed_past_its_prior_warns_and_drafting_says_what_to_do(tmp_path, small_exp):
+    from irislib.sampler import HybridSampler, SampleConfig
+    exp = small_exp({"train.max_steps": 2, "train.sample_grid_images": 0})
+    run = pipeline.train_vae(exp, tmp_path / "vae", progress=False)
+    newest = checkpoint.load(checkpoint.find_resume(run))
+    newest["trainer"]["step"] = 3                                   # a later checkpoint, saved before any new fit
+    checkpoint.save(run, {k: newest[k] for k in ("model", "ema", "trainer")}, newest["exp"])
+    with pytest.warns(UserWarning, match="no fitted prior"):
+        vae, prior = pipeline.load_vae(run)
+    assert prior is None                                            # the step-2 prior belongs to other weights
+    unet = pipeline.load_unet("tiny-synthetic-unet")[0]
+    sampler = HybridSampler(unet, pipeline.build_diffusion(presets.get("tiny")), vae, prior)
+    with pytest.raises(ConfigError, match="no fitted prior"):
+        sampler.sample(SampleConfig(n=1, steps=1))

@@ -235,6 +235,9 @@ def resolve(path, mirror_dir=None) -> Path | None:
     """A checkpoint folder from a run directory (newest good one) or a checkpoint folder itself."""
     p = Path(path)
     if (p / MANIFEST).is_file():
+        if json.loads((p / MANIFEST).read_text()).get("kind") == "bare":
+            raise CheckpointError(f"{p} holds weights only (a download or an import, no training state), so "
+                                  f"training cannot resume from it; train into a new run folder instead")
         return p
     if (p / "checkpoints").is_dir() or (p / POINTER).is_file() or (mirror_dir and Path(mirror_dir).is_dir()):
         return find_resume(p, mirror_dir)

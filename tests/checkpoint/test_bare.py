@@ -62,3 +62,9 @@ def test_a_bare_run_needs_weights(tmp_path):
     with pytest.raises(ValueError, match="needs model.safetensors"):
         checkpoint.write_bare_run(tmp_path / "run", _config(), {"prior.safetensors": STATE})
     assert not Path(tmp_path / "run").exists()
+
+
+def test_training_cannot_resume_from_a_bare_run(tmp_path):
+    run = checkpoint.write_bare_run(tmp_path / "run", _config(), {"model.safetensors": STATE})
+    with pytest.raises(CheckpointError, match="weights only .* cannot resume"):
+        checkpoint.resolve(run)
