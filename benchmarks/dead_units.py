@@ -33,7 +33,7 @@ def experiment(activation: str, steps: int, seed: int = 0):
         "train.batch_size": 8, "train.microbatch": 8, "train.epochs": 0, "train.max_steps": steps,
         "train.lr": LR, "train.lr_schedule": "gear", "train.gear": f"[[0, {LR}], [{GEAR_EPOCH}, {LR / 3}]]",
         "train.ema_rate": "[]", "train.log_every_steps": 10, "train.save_every_steps": 0,
-        "train.save_every_minutes": 0, "train.sample_grid_images": 0, "train.device": "cpu", "train.seed": seed})
+        "train.save_every_minutes": 0, "train.sample_grid_images": 0, "train.seed": seed})
 
 
 def dead_unit_curve(activation: str, steps: int = 80, seed: int = 0, run_dir=None) -> list[tuple[int, float]]:
@@ -43,7 +43,7 @@ def dead_unit_curve(activation: str, steps: int = 80, seed: int = 0, run_dir=Non
         run = Path(run_dir or tmp) / activation
         torch.manual_seed(seed)
         trainer = Trainer(VAE(exp.vae), VAETask(exp.vae), make_dataset(exp.data), exp, run, resume=None,
-                          progress=False)
+                          progress=False, device="cpu")
         key = f"dead_units_{activation}"
         curve = [(0, trainer.dead_units()[key])]
         trainer.run()

@@ -303,7 +303,7 @@ def irislib_trainer(suite: Suite, name: str, cfg: UNetConfig, batch: int, micro:
     exp = Experiment(unet=cfg, diffusion=DiffusionConfig(diffusion_steps=4000),
                      train=TrainConfig(batch_size=batch, microbatch=micro, max_steps=10 ** 6, save_every_steps=0,
                                        save_every_minutes=0, sample_grid_images=0, log_every_steps=10 ** 6,
-                                       device=str(suite.device), **levers))
+                                       **levers))
     torch.manual_seed(0)
     with torch.device(suite.device):
         model = UNet(cfg)
@@ -312,7 +312,7 @@ def irislib_trainer(suite: Suite, name: str, cfg: UNetConfig, batch: int, micro:
     diffusion = build_diffusion(exp)   # learn_sigma from the experiment's unet section, as training does
     task = DiffusionTask(diffusion, make_t_sampler("uniform", diffusion))
     data = Images(2 * batch, cfg.in_channels, cfg.image_size)
-    return Trainer(model, task, data, exp, suite.tmp / name, resume=None, progress=False)
+    return Trainer(model, task, data, exp, suite.tmp / name, resume=None, progress=False, device=str(suite.device))
 
 
 SHORT = {"channels_last": "NHWC", "fused_optimizer": "fused AdamW", "fast_groupnorm": "half GN",

@@ -19,12 +19,16 @@ def _add_experiment_args(p: argparse.ArgumentParser, default_preset: str = "tiny
     p.add_argument("--out", required=True, help="run directory to write (created if missing)")
     p.add_argument("--resume", default="auto", help="auto (newest valid checkpoint in --out or the mirror), "
                    "a run or checkpoint directory, or 'no' to start fresh")
+    p.add_argument("--mirror", metavar="DIR", help="also copy every checkpoint here (e.g. a Google Drive folder); "
+                   "--resume auto looks in both")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...; under "
+                   "torchrun each process takes its local GPU")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def experiment_from_args(args) -> Experiment:
     """--config or else --preset, then --data, then --set overrides in order; validated (config.build_experiment,
-    the notebooks' path too). --out and --resume say where it runs and are not part of the Experiment."""
+    the notebooks' path too). --out, --resume, --mirror and --device say where it runs: not part of the Experiment."""
     return build_experiment(args.preset, args.config, args.data, args.overrides)
 
 
@@ -42,7 +46,8 @@ def _resume(value: str):
 def cmd_train(args, kind: str) -> None:
     exp = experiment_from_args(args)  # config errors first, before heavy imports
     from . import pipeline
-    kwargs = dict(resume=_resume(args.resume), progress=not args.quiet)
+    kwargs = dict(resume=_resume(args.resume), progress=not args.quiet, mirror_dir=args.mirror or None,
+                  device=args.device)
     if kind == "refiner":
         run = pipeline.train_refiner(exp, args.vae, args.out, **kwargs)
     else:

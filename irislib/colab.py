@@ -40,7 +40,7 @@ class Env:
                   smoke: bool = False) -> Placement:
         """Where a training notebook's run goes: folders from paths(), resume "" = start fresh, CPU when smoke."""
         local, mirror = self.paths(run, mirror_dir, smoke=smoke)
-        return Placement(local, mirror, device="cpu" if smoke else None, resume=resume or None)
+        return Placement(local, mirror, device="cpu" if smoke else "auto", resume=resume or None)
 
 
 def in_colab() -> bool:
@@ -144,8 +144,9 @@ SMOKE_ROOT = Path("runs/smoke")   # where a smoke 00/03/04 trains 2-step runs it
 
 
 def smoke_overrides(max_steps: int = 0) -> dict:
-    """Typed config overrides of a smoke run: tiny synthetic data, CPU, fp32, a few steps, frequent saves."""
-    return {"data.path": "synthetic:16", "image_size": 32, "train.device": "cpu", "train.precision": "fp32",
+    """Typed config overrides of a smoke run: tiny synthetic data, fp32, a few steps, frequent saves (its CPU
+    device is where it runs: Env.placement(smoke=True))."""
+    return {"data.path": "synthetic:16", "image_size": 32, "train.precision": "fp32",
             "train.max_steps": max_steps or 2, "train.epochs": 0, "train.batch_size": 4, "train.microbatch": -1,
             "train.save_every_steps": 1, "train.save_every_minutes": 0.0, "train.log_every_steps": 1,
             "train.sample_every_steps": 0, "train.sample_grid_images": 4, "train.sample_grid_steps": 2,
@@ -213,7 +214,7 @@ def ensure_run(ref: str | Path | None, kind: str, smoke: bool = False, root: str
     exp = presets.get("tiny").override(smoke_overrides(2))
     train = pipeline.train_vae if kind == "vae" else pipeline.train_diffusion
     print(f"irislib.colab: smoke run: no {kind} run at {str(ref)!r}; training a 2-step tiny one in {root}/{kind}")
-    return train(exp, Path(root) / kind, resume="auto", progress=False)
+    return train(exp, Path(root) / kind, resume="auto", progress=False, device="cpu")
 
 
 def _no_such_run(ref: str, kind: str) -> str:

@@ -26,6 +26,10 @@ PRIORS = ("normal", "gmm")
 T_SAMPLERS = ("uniform", "loss-second-moment")
 ACTIVATIONS = ("silu", "relu")
 MODEL_SECTIONS = ("unet", "vae", "diffusion")   # the sections that define a model: a resume must match them
+# Where a run runs, once train.* fields; now a Placement (CLI flags / trainer arguments). Old config.json files
+# (run directories, the shipped manifests) still hold them: they said where that run ran, not what it trained.
+PLACEMENT_FIELDS = {"mirror_dir": "--mirror DIR (Python: mirror_dir=..., Placement(mirror_dir=...))",
+                    "device": "--device NAME (Python: device=..., Placement(device=...))"}
 
 
 def default_channel_mult(image_size: int) -> list[int]:
@@ -189,8 +193,6 @@ class TrainConfig:
     sample_grid_images: int = 8           # images in each sample grid; 0 = no grids
     sample_grid_steps: int = 20           # UNet calls (DDIM) per diffusion sample-grid image
     seed: int = 0                         # seed for weights, data order and noise
-    mirror_dir: str = ""                  # copy each checkpoint here too (e.g. a Google Drive folder); "" = off
-    device: str = "auto"                  # auto (cuda if available), cpu, cuda, cuda:1, ...
     channels_last: bool = False           # NHWC weights/activations: 1.1x (UNet) to 1.7x (VAE) faster on CPU
     compile: bool = False                 # torch.compile the forward pass (minutes to compile); saved keys unchanged
     compile_mode: str = "default"         # torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune
@@ -320,6 +322,8 @@ def _build_section(sec_cls: type, value: Any, sec: str, source: str):
     if not isinstance(value, dict):
         raise ConfigError(f"{source}: section {sec!r} must be an object of fields")
     hints = get_type_hints(sec_cls)
+    if sec == "train":   # legacy where-it-ran keys of an old config.json: dropped
+        value = {k: v for k, v in value.items() if k not in PLACEMENT_FIELDS}
     for key in value:
         if key not in hints:
             raise ConfigError(f"{source}: unknown field {sec}.{key}{_did_you_mean(key, hints)}")
@@ -349,6 +353,9 @@ def _targets(key: str) -> tuple[tuple[str, str], ...]:
     sec, fname = key.split(".", 1)
     if sec not in _section_classes():
         raise ConfigError(f"override {key!r}: unknown section {sec!r}{_did_you_mean(sec, _section_names())}")
+    if sec == "train" and fname in PLACEMENT_FIELDS:
+        raise ConfigError(f"override {key!r}: {key} is no longer part of the experiment (it says where a run runs, "
+                          f"not what it trains); use {PLACEMENT_FIELDS[fname]}")
     hints = get_type_hints(_section_classes()[sec])
     if fname not in hints:
         raise ConfigError(f"override {key!r}: unknown field {sec}.{fname}{_did_you_mean(fname, hints)}")
@@ -488,19 +495,13 @@ class Placement:
     """Where a run goes, kept apart from the Experiment (what is trained): run folder, mirror, device, resume."""
     run_dir: Path
     mirror_dir: Path | None = None    # a copy of every checkpoint (e.g. Google Drive); None = no mirror
-    device: str | None = None         # None = the experiment's train.device
+    device: str = "auto"              # auto (cuda if available), cpu, cuda, cuda:1, ...
     resume: str | None = "auto"       # auto, a run or checkpoint folder, or None to start fresh
 
-    def apply(self, exp: Experiment) -> Experiment:
-        """The experiment the Trainer gets: this placement's mirror and device in train.mirror_dir / train.device.
-
-        Not validated again: `exp` comes from build_experiment and the training entry (pipeline.train_*) validates
-        what it is given; the device name is checked where it is resolved (train.distributed.resolve_device)."""
-        sets: dict[str, Any] = {"train.mirror_dir": str(self.mirror_dir) if self.mirror_dir else ""}
-        if self.device:
-            sets["train.device"] = self.device
-        return exp.override(sets)
+    def train_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of pipeline.train_* (and the Trainer): train_vae(exp, p.run_dir, **p.train_kwargs())."""
+        return {"resume": self.resume, "mirror_dir": self.mirror_dir, "device": self.device}
 
     def describe(self) -> str:
         return (f"run folder: {self.run_dir}\nmirror: {self.mirror_dir or 'none'}\n"
-                f"device: {self.device or 'the experiment train.device'}\nresume: {self.resume or 'no (fresh start)'}")
+                f"device: {self.device}\nresume: {self.resume or 'no (fresh start)'}")

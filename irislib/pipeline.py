@@ -30,13 +30,13 @@ def build_diffusion(exp: Experiment) -> GaussianDiffusion:
     return GaussianDiffusion(exp.diffusion, learn_sigma=exp.unet.learn_sigma)
 
 
-def _run_trainer(model, task, dataset, exp: Experiment, *, run_dir: Path, resume: str | None, progress: bool,
+def _run_trainer(model, task, dataset, exp: Experiment, *, run_dir: Path, place: dict, progress: bool,
                  sample_fn=None, after=None) -> Trainer:
     """Build the Trainer (which resumes) and run it, then `after(trainer)`, holding the run directory's lock on
-    the writing rank."""
+    the writing rank. `place` is where it runs: the Trainer's resume, mirror_dir and device arguments."""
     is_writer = distributed.launch_rank() == 0  # torchrun: only rank 0 writes the run directory
     with checkpoint.run_lock(run_dir) if is_writer else contextlib.nullcontext():
-        trainer = Trainer(model, task, dataset, exp, run_dir, resume=resume, progress=progress, sample_fn=sample_fn)
+        trainer = Trainer(model, task, dataset, exp, run_dir, progress=progress, sample_fn=sample_fn, **place)
         trainer.run()
         if after is not None and trainer.is_main:
             after(trainer)
@@ -49,8 +49,12 @@ def _memory_format(model: torch.nn.Module, exp: Experiment) -> torch.nn.Module:
     return model.to(memory_format=torch.channels_last) if exp.train.channels_last else model
 
 
-def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto", progress: bool = True) -> Path:
-    """Train the UNet of `exp` into run directory `out`; resumes from its newest valid checkpoint by default."""
+def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto", progress: bool = True, *,
+                    mirror_dir: str | Path | None = None, device: str = "auto") -> Path:
+    """Train the UNet of `exp` into run directory `out`; resumes from its newest valid checkpoint by default.
+
+    Where it runs is not part of `exp`: mirror_dir gets a copy of every checkpoint (None = none), device is auto,
+    cpu, cuda, cuda:1, ... (a config.Placement gives all three: train_diffusion(exp, p.run_dir, **p.train_kwargs()))."""
     exp = exp.validate()
     run_dir = Path(out)
     diffusion = build_diffusion(exp)
@@ -67,13 +71,15 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
             res = hybrid.denoise_batch(net, diffusion, seeds, x_init, strength=top, steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
 
-    _run_trainer(model, task, dataset, exp, run_dir=run_dir, resume=resume, progress=progress, sample_fn=sample_fn)
+    place = dict(resume=resume, mirror_dir=mirror_dir, device=device)
+    _run_trainer(model, task, dataset, exp, run_dir=run_dir, place=place, progress=progress, sample_fn=sample_fn)
     return run_dir
 
 
 def train_refiner(exp: Experiment, vae_run: str | Path, out: str | Path, resume: str | None = "auto",
-                  progress: bool = True) -> Path:
-    """Train a conditional refiner UNet (VAE reconstruction as extra input channels; DiffuseVAE Form 1)."""
+                  progress: bool = True, *, mirror_dir: str | Path | None = None, device: str = "auto") -> Path:
+    """Train a conditional refiner UNet (VAE reconstruction as extra input channels; DiffuseVAE Form 1);
+    mirror_dir and device as in train_diffusion."""
     vae, _ = load_vae(vae_run, device="cpu", with_prior=False)
     exp = dataclasses.replace(exp, vae=vae.cfg).override({"unet.cond_channels": exp.unet.in_channels}).validate()
     run_dir = Path(out)
@@ -93,12 +99,15 @@ def train_refiner(exp: Experiment, vae_run: str | Path, out: str | Path, resume:
                                        steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(torch.cat([cond, res.images]), nrow=4))
 
-    _run_trainer(model, task, dataset, exp, run_dir=run_dir, resume=resume, progress=progress, sample_fn=sample_fn)
+    place = dict(resume=resume, mirror_dir=mirror_dir, device=device)
+    _run_trainer(model, task, dataset, exp, run_dir=run_dir, place=place, progress=progress, sample_fn=sample_fn)
     return run_dir
 
 
-def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", progress: bool = True) -> Path:
-    """Train the VAE of `exp` into `out`, then fit the Gaussian-mixture prior to its training latents."""
+def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", progress: bool = True, *,
+              mirror_dir: str | Path | None = None, device: str = "auto") -> Path:
+    """Train the VAE of `exp` into `out`, then fit the Gaussian-mixture prior to its training latents (into the
+    checkpoint it was fitted on and its mirror copy); mirror_dir and device as in train_diffusion."""
     exp = exp.validate()
     run_dir = Path(out)
     torch.manual_seed(exp.train.seed)
@@ -111,14 +120,15 @@ def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", pro
             drafts = hybrid.draw_drafts(net, seeds, device=next(net.parameters()).device)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
 
-    fit = (lambda trainer: _fit_prior(run_dir, exp, dataset)) if exp.vae.prior == "gmm" else None
-    _run_trainer(model, VAETask(exp.vae), dataset, exp, run_dir=run_dir, resume=resume, progress=progress,
+    fit = (lambda trainer: _fit_prior(run_dir, exp, dataset, trainer.mirror_dir)) if exp.vae.prior == "gmm" else None
+    place = dict(resume=resume, mirror_dir=mirror_dir, device=device)
+    _run_trainer(model, VAETask(exp.vae), dataset, exp, run_dir=run_dir, place=place, progress=progress,
                  sample_fn=sample_fn, after=fit)
     return run_dir
 
 
 @torch.no_grad()
-def _fit_prior(run_dir: Path, exp: Experiment, dataset) -> None:
+def _fit_prior(run_dir: Path, exp: Experiment, dataset, mirror_dir: Path | None) -> None:
     """Fit the GMM prior on the EMA VAE's posterior means of the training images (DiffuseVAE: N(0,I) has holes)."""
     vae, _ = load_vae(run_dir, device="cpu", with_prior=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=False)
@@ -128,7 +138,7 @@ def _fit_prior(run_dir: Path, exp: Experiment, dataset) -> None:
     prior.fit(means, generator=torch.Generator().manual_seed(exp.train.seed))
     # Into the checkpoint it was fitted on (verified with it) and its mirror copy: the Drive copy must sample like
     # the local run once Colab wipes the VM.
-    checkpoint.attach_prior(run_dir, prior.state_dict(), exp.train.mirror_dir or None)
+    checkpoint.attach_prior(run_dir, prior.state_dict(), mirror_dir)
 
 
 # --- loading -------------------------------------------------------------------------------------------------

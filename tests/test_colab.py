@@ -89,9 +89,9 @@ def test_default_paths_explicit_mirror_outside_colab(local, tmp_path):
     assert colab.default_paths("runs/a", mirror_dir="") == (Path("runs/a"), None)
 
 
-def test_smoke_overrides_make_a_valid_tiny_cpu_experiment():
+def test_smoke_overrides_make_a_valid_tiny_experiment():
     exp = presets.get("tiny").override(colab.smoke_overrides()).validate()
-    assert (exp.train.max_steps, exp.train.device, exp.data.path, exp.unet.image_size) == (2, "cpu", "synthetic:16", 32)
+    assert (exp.train.max_steps, exp.data.path, exp.unet.image_size) == (2, "synthetic:16", 32)
     assert presets.get("tiny").override(colab.smoke_overrides(5)).train.max_steps == 5
 
 
@@ -107,15 +107,25 @@ def test_training_experiment_is_the_form_then_overrides_then_smoke():
         colab.training_experiment("tiny", "synthetic:8", precision="fp8")
 
 
-def test_placement_is_where_it_runs_and_reaches_the_trainer_through_train(local, tmp_path):
+def test_placement_is_where_it_runs_and_reaches_the_trainer_as_arguments(local, tmp_path, monkeypatch):
+    from irislib import pipeline
     env = colab.setup()
     place = env.placement("runs/vae", mirror_dir=tmp_path / "m", resume="")
-    assert place == Placement(Path("runs/vae"), tmp_path / "m", None, None)
-    exp = place.apply(presets.get("tiny"))
-    assert (exp.train.mirror_dir, exp.train.device) == (str(tmp_path / "m"), presets.get("tiny").train.device)
+    assert place == Placement(Path("runs/vae"), tmp_path / "m", "auto", None)
     smoke = env.placement("runs/vae", smoke=True)
     assert (smoke.run_dir, smoke.mirror_dir, smoke.device, smoke.resume) == (Path("runs/smoke/vae"), None, "cpu", "auto")
-    assert smoke.apply(exp).train.mirror_dir == ""
+    built = []   # what the notebooks' Train cell hands the Trainer: train_vae(exp, run_dir, **train_kwargs())
+    monkeypatch.setattr(pipeline, "Trainer", lambda *a, **k: built.append(k) or _NoRun())
+    pipeline.train_vae(presets.get("tiny").override({"vae.prior": "normal"}), tmp_path / "run", progress=False,
+                       **place.train_kwargs())
+    assert (built[0]["mirror_dir"], built[0]["device"], built[0]["resume"]) == (tmp_path / "m", "auto", None)
+
+
+class _NoRun:
+    is_main = True
+
+    def run(self):
+        return None
 
 
 def test_parse_overrides_accepts_lists_and_papermill_text():
@@ -160,9 +170,10 @@ def test_a_missing_run_folder_says_what_to_run(tmp_path, kind, words):
 def test_a_smoke_run_trains_what_it_cannot_fetch_into_the_smoke_folder(tmp_path, monkeypatch):
     from irislib import pipeline
     trained = []
-    monkeypatch.setattr(pipeline, "train_vae", lambda exp, out, **k: trained.append((exp, out)) or out)
+    monkeypatch.setattr(pipeline, "train_vae", lambda exp, out, **k: trained.append((exp, out, k)) or out)
     assert colab.ensure_run("runs/vae", "vae", smoke=True, root=tmp_path / "smoke") == tmp_path / "smoke" / "vae"
     assert trained[0][0].train.max_steps == 2 and trained[0][0].data.path == "synthetic:16"
+    assert trained[0][2]["device"] == "cpu"                          # a smoke run trains on the CPU
 
 
 def test_evaluation_plan_shrinks_only_in_smoke(capsys):

@@ -1,10 +1,13 @@
 """Config: JSON round-trip, dotted overrides, and every validation error names its field."""
 import json
+from pathlib import Path
 
 import pytest
 
 from irislib.config import ConfigError, Experiment, Placement, UNetConfig, build_experiment, default_channel_mult
 from irislib import presets
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", presets.names())
@@ -20,7 +23,7 @@ NON_DEFAULT = {"unet": {"unet.channel_mult": [1, 2, 2], "unet.dropout": 0.1},
                "diffusion": {"diffusion.noise_schedule": "cosine", "diffusion.max_strength": 0.7},
                "vae": {"vae.latent_type": "vector", "vae.beta": 0.02},
                "data": {"data.crop_csv": "boxes.csv", "data.synthetic_seed": 3},
-               "train": {"train.ema_rate": [0.999, 0.9999], "train.mirror_dir": "/drive/run"}}
+               "train": {"train.ema_rate": [0.999, 0.9999], "train.keep_last": 7}}
 
 
 @pytest.mark.parametrize("section", list(NON_DEFAULT))
@@ -162,9 +165,31 @@ def test_the_cli_builds_the_same_experiment():
                                                               overrides={"train.lr": 3e-4, "train.max_steps": 5})
 
 
-def test_placement_sets_where_it_runs_apart_from_the_experiment(tmp_path):
-    exp = build_experiment("tiny", overrides={"train.mirror_dir": "/elsewhere"})
-    placed = Placement(tmp_path / "run", tmp_path / "mirror", device="cpu", resume=None).apply(exp)
-    assert (placed.train.mirror_dir, placed.train.device) == (str(tmp_path / "mirror"), "cpu")
-    assert Placement(tmp_path / "run").apply(exp).train.mirror_dir == ""   # no mirror: none, whatever was set
-    assert placed.unet == exp.unet and placed.data == exp.data
+def test_placement_is_the_trainers_arguments_not_part_of_the_experiment(tmp_path):
+    place = Placement(tmp_path / "run", tmp_path / "mirror", device="cpu", resume=None)
+    assert place.train_kwargs() == {"resume": None, "mirror_dir": tmp_path / "mirror", "device": "cpu"}
+    assert Placement(tmp_path / "run").train_kwargs() == {"resume": "auto", "mirror_dir": None, "device": "auto"}
+    assert not {"mirror_dir", "device"} & set(Experiment().to_dict()["train"])   # config.json never holds them
+
+
+@pytest.mark.parametrize("entry", json.loads((REPO / "checkpoints_manifest.json").read_text())["checkpoints"],
+                         ids=lambda e: e["name"])
+def test_an_old_config_json_with_where_it_ran_loads_without_those_keys(entry):
+    old = entry["config"]                      # written when train.mirror_dir / train.device were fields
+    assert {"mirror_dir", "device"} <= set(old["train"])
+    exp = Experiment.from_json(json.dumps(old))
+    now = exp.to_dict()
+    kept = {(sec, k): v for sec, fields_ in old.items() for k, v in fields_.items()
+            if (sec, k) not in (("train", "mirror_dir"), ("train", "device"))}
+    assert all(now[sec][k] == v for (sec, k), v in kept.items())   # every other value as written
+    assert not {"mirror_dir", "device"} & set(now["train"])
+    with pytest.raises(ConfigError, match="unknown field train.mirror_dirs"):   # other unknown keys still fail
+        Experiment.from_dict({**old, "train": {**old["train"], "mirror_dirs": "x"}})
+
+
+@pytest.mark.parametrize("key, flag", [("train.mirror_dir", "--mirror DIR"), ("train.device", "--device NAME")])
+def test_overriding_where_it_runs_names_the_replacement(key, flag):
+    for overrides in ([f"{key}=x"], {key: "x"}):
+        with pytest.raises(ConfigError, match=rf"{key} is no longer part of the experiment.*use {flag} "
+                                              rf"\(Python: .*Placement\("):
+            build_experiment("tiny", overrides=overrides)

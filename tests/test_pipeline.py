@@ -1,5 +1,6 @@
 """End to end at toy scale: train VAE + diffusion, resume, sample, evaluate, compare — via Python and the CLI."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -122,13 +123,19 @@ def test_evaluate_scores_synthetic_irises_against_themselves_better_than_blurred
 
 
 def test_cli_train_then_resume_auto(tmp_path, capsys):
-    out = tmp_path / "run"
+    out, mirror = tmp_path / "run", tmp_path / "drive"
     base = ["train-diffusion", "--preset", "tiny", "--data", "synthetic:8", "--out", str(out), "--quiet",
-            "--set", "train.sample_grid_images=0", "--set", "train.batch_size=4", "--set", "train.microbatch=4"]
+            "--set", "train.sample_grid_images=0", "--set", "train.batch_size=4", "--set", "train.microbatch=4",
+            "--mirror", str(mirror), "--device", "cpu"]
     assert cli.main(base + ["--set", "train.max_steps=2"]) == 0
     assert json.loads((out / "latest.json").read_text())["step"] == 2
+    assert json.loads((mirror / "latest.json").read_text())["step"] == 2      # --mirror got the checkpoint
+    assert "mirror_dir" not in json.loads((out / "config.json").read_text())["train"]   # not part of the run
+    run_id = checkpoint.run_id_of(out)
+    shutil.rmtree(out)                                                        # the VM is gone: resume from Drive
     assert cli.main(base + ["--set", "train.max_steps=3", "--resume", "auto"]) == 0
     assert json.loads((out / "latest.json").read_text())["step"] == 3
+    assert checkpoint.run_id_of(out) == run_id                                # the same run, continued
     assert "run directory" in capsys.readouterr().out
 
 
@@ -160,8 +167,8 @@ def test_cli_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
 
 
 def test_vae_prior_reaches_the_drive_mirror(tmp_path, small_exp):
-    exp = small_exp({"train.max_steps": 2, "train.sample_grid_images": 0, "train.mirror_dir": str(tmp_path / "drive")})
-    run = pipeline.train_vae(exp, tmp_path / "local", progress=False)
+    exp = small_exp({"train.max_steps": 2, "train.sample_grid_images": 0})
+    run = pipeline.train_vae(exp, tmp_path / "local", progress=False, mirror_dir=tmp_path / "drive", device="cpu")
     local, drive = checkpoint.prior_path(run), checkpoint.prior_path(tmp_path / "drive")
     assert drive == tmp_path / "drive" / "checkpoints" / "step_000002" / "prior.safetensors"
     assert drive.read_bytes() == local.read_bytes()
@@ -181,7 +188,10 @@ def test_user_mistakes_get_one_clear_error(runs, tmp_path, capsys):
              (["sample", "--unet", str(unet_run), "--out", out, "--device", "gpu"], "not a device"),
              (["evaluate", "--unet", str(unet_run), "--out", out], "--vae RUN"),
              (["import-guided", "model.pt", "--flags", "typo.json", "--out", out], "typo.json"),
-             (["train-diffusion", "--preset", "tiny", "--out", str(unet_run), "--resume", "no"], str(unet_run))]
+             (["train-diffusion", "--preset", "tiny", "--out", str(unet_run), "--resume", "no"], str(unet_run)),
+             (["train-vae", "--out", out, "--device", "gpu"], "not a device"),
+             (["train-vae", "--out", out, "--set", "train.mirror_dir=/drive"], "use --mirror DIR"),
+             (["train-vae", "--out", out, "--set", "train.device=cpu"], "use --device NAME")]
     for args, words in cases:
         assert cli.main(args) == 2, args
         err = capsys.readouterr().err

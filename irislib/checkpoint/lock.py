@@ -156,9 +156,9 @@ class MirrorLease:
         if alive:
             wait = f"; if that session was cut off, its lease expires in {max(0, LEASE_S - age):.0f} s" \
                 if not here else ""
-            return (f"train.mirror_dir {self.root} is in use by another training session (host {host}, pid {pid}, "
+            return (f"mirror {self.root} is in use by another training session (host {host}, pid {pid}, "
                     f"renewed {age:.0f} s ago){wait}. Two sessions must not share one mirror: stop the other one, "
-                    f"or set train.mirror_dir to another folder")
+                    f"or pass another mirror folder (--mirror DIR, mirror_dir=)")
         if not here:
             warnings.warn(f"taking over the mirror lease of {self.root} from {host} (pid {pid}), not renewed for "
                           f"{age:.0f} s: a session that is gone (e.g. a Colab VM that was cut off)")

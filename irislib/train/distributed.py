@@ -34,10 +34,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"device {name!r} (train.device / --device) is not a device; use auto, cpu, cuda or "
+        raise ValueError(f"device {name!r} (--device, device=) is not a device; use auto, cpu, cuda or "
                          "cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} (train.device / --device) but no CUDA GPU is visible; use cpu or auto")
+        raise ValueError(f"device {name!r} (--device, device=) but no CUDA GPU is visible; use cpu or auto")
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     return device

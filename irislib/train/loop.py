@@ -33,22 +33,25 @@ class TrainingDiverged(RuntimeError):
 class Trainer:
     """Trains `model` on `dataset` with a tasks.Task's loss; writes run_dir (config, checkpoints, metrics.jsonl).
 
-    resume: None (fresh, with a new run id; refuses a run_dir or train.mirror_dir that already holds checkpoints),
-    "auto" (newest good checkpoint in run_dir or train.mirror_dir, else fresh), or a run directory / checkpoint
+    resume: None (fresh, with a new run id; refuses a run_dir or mirror_dir that already holds checkpoints),
+    "auto" (newest good checkpoint in run_dir or mirror_dir, else fresh), or a run directory / checkpoint
     folder (which may be another run's, into folders holding no other run). progress: None/True = tqdm bar on rank
     0, False = none, or a callable(record) called at every log. sample_fn(model_or_ema, step) is called on rank 0
     every train.sample_every_steps and at the end, with the EMA of the first rate when there is one.
+    Where it runs is not part of `exp`: mirror_dir (a copy of every checkpoint, e.g. on Drive; None = off) and
+    device (auto, cpu, cuda, cuda:1, ...; under torchrun each rank takes its local GPU).
     """
 
     def __init__(self, model, task, dataset, exp: Experiment, run_dir, *, resume=None, progress=None,
-                 sample_fn=None):
+                 sample_fn=None, mirror_dir=None, device: str = "auto"):
         if not isinstance(task, Task):
             raise TypeError(f"task {type(task).__name__} is not an irislib.train.tasks.Task; subclass Task and "
                             f"implement loss(model, batch, generator)")
         exp.train.validate("train")
         self.exp, self.cfg, self.task, self.dataset = exp, exp.train, task, dataset
         self.run_dir, self.sample_fn, self.progress = Path(run_dir), sample_fn, progress
-        self.dist = distributed.setup(self.cfg.device)
+        self.mirror_dir = Path(mirror_dir) if mirror_dir else None
+        self.dist = distributed.setup(device)
         self.device = self.dist.device
         self.precision = precision_lib.resolve(self.cfg.precision, self.device)  # "auto" -> bf16, fp16 or fp32
         self._setup_batches()
@@ -71,8 +74,8 @@ class Trainer:
         self.meter, self._grad_norms, self._iter, self._probe_batch = LossMeter(), [], None, None
         is_main = self.dist.is_main
         # The mirror's lease first: a second session on the same Drive folder is refused before it reads anything.
-        self.mirror = checkpoint.Mirror(self.cfg.mirror_dir, self.cfg.keep_last, self.cfg.milestone_every_steps) \
-            if self.cfg.mirror_dir and is_main else None
+        self.mirror = checkpoint.Mirror(self.mirror_dir, self.cfg.keep_last, self.cfg.milestone_every_steps) \
+            if self.mirror_dir and is_main else None
         try:
             self._resume(resume)
             if is_main:
@@ -127,7 +130,7 @@ class Trainer:
         """(checkpoint to resume or None for a fresh start, run id). A run directory and its mirror hold one run
         each: a checkpoint of another run is refused unless named explicitly, into folders that hold no other run.
         """
-        mirror = self.cfg.mirror_dir or None
+        mirror = self.mirror_dir
         for folder in (self.run_dir, mirror):  # as their writer: put back checkpoints a killed save moved aside
             if folder:
                 checkpoint.recover(folder)
@@ -137,9 +140,10 @@ class Trainer:
                                       f"that run, or choose a new run directory")
             if mirror and checkpoint.list_checkpoints(mirror):
                 raise FileExistsError(
-                    f"train.mirror_dir {mirror} already holds checkpoints (run {checkpoint.run_id_of(mirror)}, "
+                    f"mirror {mirror} already holds checkpoints (run {checkpoint.run_id_of(mirror)}, "
                     f"newest step {checkpoint.list_checkpoints(mirror)[0][0]}); to continue that run pass "
-                    f"resume='auto' (--resume auto), or set train.mirror_dir to a new folder for a fresh run")
+                    f"resume='auto' (--resume auto), or a new mirror folder (--mirror DIR, mirror_dir=) for a fresh "
+                    f"run")
             return None, new_run_id()
         if resume == "auto":
             found = checkpoint.find_resume(self.run_dir, mirror)
@@ -162,14 +166,14 @@ class Trainer:
                 continue
             if is_mirror:
                 raise ConfigError(
-                    f"train.mirror_dir {folder} holds checkpoints of run {held}, but {found} belongs to run {run_id}; "
-                    f"set train.mirror_dir to a new folder, or continue the mirror's run with resume='{folder}' "
-                    f"into a new run directory")
+                    f"mirror {folder} holds checkpoints of run {held}, but {found} belongs to run {run_id}; pass "
+                    f"a new mirror folder (--mirror DIR, mirror_dir=), or continue the mirror's run with "
+                    f"resume='{folder}' into a new run directory")
             how = "" if explicit else f" (it is newer than {folder}'s own; resume='auto' looks in both)"
             raise ConfigError(
                 f"{found} belongs to run {run_id}, but run directory {folder} holds checkpoints of run {held}"
-                f"{how}; continue {found} with resume='{found}' into a new run directory (--out), or set "
-                f"train.mirror_dir to a new folder to continue {folder}'s own run")
+                f"{how}; continue {found} with resume='{found}' into a new run directory (--out), or pass a new "
+                f"mirror folder (--mirror DIR, mirror_dir=) to continue {folder}'s own run")
 
     def _refuse_only_damaged(self, mirror) -> None:
         """resume='auto' found no good checkpoint: starting fresh over damaged ones would bury them."""

@@ -19,10 +19,11 @@ from irislib.train import Trainer  # noqa: E402
 PRIOR = {"means": torch.arange(6.0).reshape(2, 3), "log_weights": torch.zeros(2)}
 
 
-def _train(run_dir, steps=4, **kw):
+def _train(run_dir, steps=4, mirror_dir=None, **kw):
     torch.manual_seed(0)
     exp = toy_exp(max_steps=steps, save_every_steps=2, keep_last=10, **kw)
-    Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run_dir, resume="auto", progress=False).run()
+    Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run_dir, resume="auto", progress=False, device="cpu",
+            mirror_dir=mirror_dir).run()
     return Path(run_dir)
 
 

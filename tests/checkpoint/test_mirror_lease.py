@@ -25,8 +25,9 @@ from irislib.train import Trainer  # noqa: E402
 
 def _trainer(run_dir, mirror, **kw):
     torch.manual_seed(0)
-    exp = toy_exp(max_steps=4, save_every_steps=2, mirror_dir=str(mirror), **kw)
-    return Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run_dir, resume="auto", progress=False)
+    exp = toy_exp(max_steps=4, save_every_steps=2, **kw)
+    return Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run_dir, resume="auto", progress=False, device="cpu",
+                   mirror_dir=mirror)
 
 
 def test_a_second_live_session_on_the_same_mirror_is_refused(tmp_path):
@@ -35,8 +36,9 @@ def test_a_second_live_session_on_the_same_mirror_is_refused(tmp_path):
                              env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert first.stdout.readline().startswith("READY"), first.stderr.read()[-2000:]
-        with pytest.raises(RunLockedError, match=rf"train.mirror_dir .*drive is in use by another training session "
-                                                 rf"\(host .*, pid {first.pid}, renewed .*set train.mirror_dir"):
+        with pytest.raises(RunLockedError, match=rf"mirror .*drive is in use by another training session "
+                                                 rf"\(host .*, pid {first.pid}, renewed .*another mirror folder "
+                                                 r"\(--mirror DIR, mirror_dir=\)"):
             _trainer(tmp_path / "vm2", mirror)
     finally:
         first.kill()

@@ -16,14 +16,15 @@ from toy import ToyDataset, ToyNet, ToyTask, toy_exp  # noqa: E402,F401
 
 from irislib import checkpoint  # noqa: E402
 from irislib.checkpoint import CheckpointError  # noqa: E402
-from irislib.config import ConfigError  # noqa: E402
+from irislib.config import ConfigError, Experiment  # noqa: E402
 from irislib.train import Trainer  # noqa: E402
 
 
-def _train(run_dir, steps=8, save_every=4, resume="auto", **kw):
+def _train(run_dir, steps=8, save_every=4, resume="auto", mirror_dir=None, **kw):
     torch.manual_seed(0)
     exp = toy_exp(max_steps=steps, save_every_steps=save_every, keep_last=10, **kw)
-    tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run_dir, resume=resume, progress=False)
+    tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run_dir, resume=resume, progress=False, device="cpu",
+                 mirror_dir=mirror_dir)
     tr.run()
     return tr
 
@@ -124,27 +125,27 @@ def test_config_mismatch_is_refused_naming_the_field(trained, tmp_path):
     exp = toy_exp(max_steps=8, keep_last=10)
     exp.unet.num_channels = 64
     with pytest.raises(ConfigError, match=r"unet\.num_channels: .* has 128, requested 64"):
-        Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False)
+        Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False, device="cpu")
     exp.unet.num_channels = 128
     exp.train.lr = 5e-3  # training fields may change on resume
-    Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False)
+    Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False, device="cpu")
 
 
 def test_fresh_run_refuses_to_overwrite_and_missing_auto_starts_fresh(trained, tmp_path):
     with pytest.raises(FileExistsError, match="resume='auto'"):
-        Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(max_steps=8), trained, progress=False)
+        Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(max_steps=8), trained, progress=False, device="cpu")
     tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(max_steps=8), tmp_path / "new", resume="auto",
-                 progress=False)
+                 progress=False, device="cpu")
     assert tr.step == 0
     with pytest.raises(FileNotFoundError, match="neither a run directory"):
         Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(max_steps=8), tmp_path / "x",
-                resume=tmp_path / "nothing", progress=False)
+                resume=tmp_path / "nothing", progress=False, device="cpu")
 
 
 def test_keep_last_and_milestones(tmp_path):
     torch.manual_seed(0)
     exp = toy_exp(max_steps=12, save_every_steps=2, keep_last=2, milestone_every_steps=4)
-    Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, tmp_path / "run", progress=False).run()
+    Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, tmp_path / "run", progress=False, device="cpu").run()
     steps = sorted(s for s, _ in checkpoint.list_checkpoints(tmp_path / "run"))
     assert steps == [4, 8, 10, 12]
 
@@ -167,8 +168,9 @@ def test_mirror_copies_and_resumes_alone(tmp_path):
     import shutil
     shutil.rmtree(run)  # the Colab VM is gone; only Drive is left
     torch.manual_seed(1)
-    exp = toy_exp(max_steps=12, save_every_steps=4, keep_last=10, mirror_dir=str(mirror))
-    tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False)
+    exp = toy_exp(max_steps=12, save_every_steps=4, keep_last=10)
+    tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), exp, run, resume="auto", progress=False, device="cpu",
+                 mirror_dir=mirror)
     assert tr.step == 8
     ref = checkpoint.load(mirror / "checkpoints/step_000008")["model"]
     assert all(torch.equal(tr.model.state_dict()[k], ref[k]) for k in ref)
@@ -209,9 +211,10 @@ def _damage(ckpt: Path) -> None:
     model.write_bytes(model.read_bytes()[:-50])
 
 
-def _trainer(run_dir, resume="auto", **kw):
+def _trainer(run_dir, resume="auto", mirror_dir=None, **kw):
     torch.manual_seed(0)
-    return Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(**kw), run_dir, resume=resume, progress=False)
+    return Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(**kw), run_dir, resume=resume, progress=False,
+                   device="cpu", mirror_dir=mirror_dir)
 
 
 def test_pruning_after_a_damaged_newest_keeps_the_last_good_checkpoint(trained, tmp_path):
@@ -241,9 +244,9 @@ def test_fresh_run_into_a_mirror_with_checkpoints_is_refused(tmp_path):
     mirror = tmp_path / "drive"
     _train(tmp_path / "vm1", steps=8, save_every=2, mirror_dir=str(mirror))  # run A: steps 2..8 on Drive
     before = sorted(p.name for p in (mirror / "checkpoints").iterdir())
-    with pytest.raises(FileExistsError, match=r"train.mirror_dir .*drive already holds checkpoints .*newest step 8\);"
-                                              r" to continue that run pass resume='auto'.*set train.mirror_dir to a "
-                                              r"new folder"):
+    with pytest.raises(FileExistsError, match=r"mirror .*drive already holds checkpoints .*newest step 8\);"
+                                              r" to continue that run pass resume='auto'.*new mirror folder "
+                                              r"\(--mirror DIR, mirror_dir=\) for a fresh run"):
         _trainer(tmp_path / "vm2", resume=None, max_steps=2, mirror_dir=str(mirror))  # a new VM, "start fresh"
     assert sorted(p.name for p in (mirror / "checkpoints").iterdir()) == before
     assert not (mirror / ".mirror.lock").exists()  # the refused trainer handed the mirror back
@@ -272,7 +275,8 @@ def test_run_ids_keep_two_runs_apart(tmp_path):
     # ... but never into a folder that holds a third run.
     with pytest.raises(ConfigError, match=rf"{id_b}.*holds checkpoints of run {id_a}"):
         _trainer(a, resume=str(b), max_steps=10)
-    with pytest.raises(ConfigError, match=rf"train.mirror_dir .*drive_b holds checkpoints of run {id_b}.*new folder"):
+    with pytest.raises(ConfigError, match=rf"mirror .*drive_b holds checkpoints of run {id_b}.*new mirror folder "
+                                          r"\(--mirror DIR"):
         _trainer(tmp_path / "d", resume=str(a), max_steps=10, mirror_dir=str(mirror_b))
 
 
@@ -316,3 +320,25 @@ def test_a_checkpoint_folder_given_as_the_run_loads_its_ema_weights(trained):
     _, raw = checkpoint.load_run(trained, use_ema=False)
     assert all(torch.equal(from_folder[k], from_run[k]) for k in from_run)
     assert any(not torch.equal(from_folder[k], raw[k]) for k in raw)   # EMA, not the raw weights
+
+
+def test_a_run_written_with_train_mirror_dir_and_device_resumes(tmp_path, monkeypatch):
+    """Run directories from before the Placement split hold train.mirror_dir / train.device in every config.json
+    (the run's and each checkpoint's, inside its sha256 manifest); they resume, and the keys are simply dropped."""
+    legacy = Experiment.to_dict
+
+    def old_layout(exp):   # what Experiment.to_dict wrote while the two were train.* fields
+        d = legacy(exp)
+        d["train"].update(mirror_dir="", device="cpu")
+        return d
+
+    with monkeypatch.context() as m:
+        m.setattr(Experiment, "to_dict", old_layout)
+        first = _train(tmp_path / "old", steps=4, save_every=2)
+    for config in (tmp_path / "old" / "config.json", first.last_checkpoint / "config.json"):
+        assert json.loads(config.read_text())["train"]["device"] == "cpu"
+    tr = _trainer(tmp_path / "old", max_steps=6, save_every_steps=2, keep_last=10)
+    assert tr.step == 4 and tr.run_id == first.run_id             # resumed, not restarted
+    tr.run()
+    assert json.loads((tmp_path / "old" / "latest.json").read_text())["step"] == 6
+    assert "device" not in json.loads((tmp_path / "old" / "config.json").read_text())["train"]

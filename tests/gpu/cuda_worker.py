@@ -33,10 +33,9 @@ def main() -> None:
     torch.backends.cudnn.benchmark = False
     torch.backends.cudnn.deterministic = True
     torch.manual_seed(0)
-    exp = toy_exp(max_steps=args.steps, save_every_steps=args.save_every, keep_last=100, device=args.device,
-                  precision=args.precision)
+    exp = toy_exp(max_steps=args.steps, save_every_steps=args.save_every, keep_last=100, precision=args.precision)
     trainer = Trainer(ToyNet(), ToyTask(sleep_s=args.sleep), ToyDataset(30), exp, args.run_dir, resume="auto",
-                      progress=False)
+                      progress=False, device=args.device)
     print(f"READY {trainer.step}", flush=True)
     trainer.run()
     print(f"DONE {trainer.step}", flush=True)

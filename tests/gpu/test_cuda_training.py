@@ -53,8 +53,8 @@ class BlowUpAt(ToyTask):
 
 def test_grad_scaler_skips_overflowing_steps_and_counts_them(tmp_path, cuda):
     torch.manual_seed(0)
-    tr = Trainer(ToyNet(), BlowUpAt(2), ToyDataset(30), toy_exp(device=str(cuda), precision="fp16", max_steps=4),
-                 tmp_path / "run", resume=None, progress=False)
+    tr = Trainer(ToyNet(), BlowUpAt(2), ToyDataset(30), toy_exp(precision="fp16", max_steps=4),
+                 tmp_path / "run", resume=None, progress=False, device=str(cuda))
     scale0 = tr.scaler.get_scale()
     took = []
     for step in range(4):

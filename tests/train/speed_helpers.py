@@ -33,11 +33,11 @@ class TensorImages(torch.utils.data.Dataset):
 
 
 def diffusion_trainer(run_dir, unet: UNetConfig | None = None, dataset=None, randomize: bool = True,
-                      resume=None, **train) -> Trainer:
+                      resume=None, device: str = "cpu", **train) -> Trainer:
     """A Trainer of a tiny UNet (randomized output convs) with the DiffusionTask; train.* from `train`."""
     unet = unet or tiny_unet_cfg()
     settings = dict(lr=1e-3, batch_size=4, ema_rate=[0.9], max_steps=3, save_every_steps=0, save_every_minutes=0,
-                    log_every_steps=1, sample_grid_images=0, device="cpu")
+                    log_every_steps=1, sample_grid_images=0)
     exp = Experiment(unet=unet, diffusion=DiffusionConfig(diffusion_steps=100),
                      train=TrainConfig(**{**settings, **train}))
     exp.data.image_size = exp.vae.image_size = unet.image_size
@@ -49,7 +49,7 @@ def diffusion_trainer(run_dir, unet: UNetConfig | None = None, dataset=None, ran
     diffusion = build_diffusion(exp)
     task = DiffusionTask(diffusion, make_t_sampler("uniform", diffusion))
     data = dataset if dataset is not None else TensorImages(size=unet.image_size)
-    return Trainer(model, task, data, exp, run_dir, resume=resume, progress=False)
+    return Trainer(model, task, data, exp, run_dir, resume=resume, progress=False, device=device)
 
 
 def step_losses(trainer: Trainer, steps: int = 3) -> list[float]:

@@ -12,7 +12,7 @@ def _grads(tmp_path, microbatch: int, batch: torch.Tensor) -> list[torch.Tensor]
     torch.manual_seed(0)
     exp = toy_exp(batch_size=12, microbatch=microbatch)
     tr = Trainer(ToyNet(), ToyTask(noisy=False, weighted=False), ToyDataset(12), exp, tmp_path / f"mb{microbatch}",
-                 progress=False)
+                 progress=False, device="cpu")
     finite, terms = tr.forward_backward(batch)
     assert finite and sum(t["loss"].numel() for t in terms) == 12
     return [p.grad.clone() for p in tr.model.parameters()]

@@ -17,7 +17,8 @@ def test_two_processes_match_one_and_resume(tmp_path):
     single, ddp, resumed = tmp_path / "single", tmp_path / "ddp", tmp_path / "ddp_resumed"
     torch.manual_seed(0)  # what worker.py does, in this process
     exp = toy_exp(max_steps=8, save_every_steps=4, keep_last=100)
-    Trainer(ToyNet(), ToyTask(noisy=False, weighted=False), ToyDataset(30), exp, single, progress=False).run()
+    Trainer(ToyNet(), ToyTask(noisy=False, weighted=False), ToyDataset(30), exp, single, progress=False,
+            device="cpu").run()
     run_worker(ddp, *ARGS, nproc=2)
     # Per rank 3 images in one micro-batch vs 4 + 2 in one process: same global mean up to float rounding.
     assert_same_checkpoint(ddp / "checkpoints/step_000008", single / "checkpoints/step_000008", exact=False)

@@ -79,7 +79,7 @@ def test_per_type_shares_are_logged_and_plotted(tmp_path):
     from irislib import ui
     torch.manual_seed(0)
     tr = Trainer(ToyNet(act=nn.ReLU), ToyTask(), ToyDataset(12), toy_exp(max_steps=3), tmp_path / "run",
-                 progress=False)
+                 progress=False, device="cpu")
     tr.run()
     rows = checkpoint.read_metrics(tmp_path / "run")
     assert all(0.0 <= r["dead_units_relu"] <= 1.0 and r["dead_units"] == r["dead_units_relu"] for r in rows)

@@ -21,8 +21,7 @@ def exp(small_exp):
                       "unet.num_heads": 1, "diffusion.diffusion_steps": 50,
                       "diffusion.schedule_sampler": "loss-second-moment", "vae.channel_mult": [1, 2],
                       "vae.latent_channels": 2, "vae.kl_warmup_steps": 4, "train.max_steps": 2,
-                      "train.save_every_steps": 0, "train.save_every_minutes": 0, "train.ema_rate": [0.99],
-                      "train.device": "cpu"})
+                      "train.save_every_steps": 0, "train.save_every_minutes": 0, "train.ema_rate": [0.99]})
 
 
 def test_diffusion_training_and_resume(tmp_path, exp):
@@ -31,7 +30,8 @@ def test_diffusion_training_and_resume(tmp_path, exp):
         exp.train.max_steps = steps
         diffusion = build_diffusion(exp)
         task = DiffusionTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion))
-        return Trainer(UNet(exp.unet), task, ToyDataset(8), exp, tmp_path / "unet", resume="auto", progress=False)
+        return Trainer(UNet(exp.unet), task, ToyDataset(8), exp, tmp_path / "unet", resume="auto", progress=False,
+                       device="cpu")
 
     result = make(2).run()
     assert result["step"] == 2 and any("loss_q0" in r for r in checkpoint.read_metrics(tmp_path / "unet"))
@@ -45,5 +45,6 @@ def test_diffusion_training_and_resume(tmp_path, exp):
 
 def test_vae_training(tmp_path, exp):
     torch.manual_seed(0)
-    result = Trainer(VAE(exp.vae), VAETask(exp.vae), ToyDataset(8), exp, tmp_path / "vae", progress=False).run()
+    result = Trainer(VAE(exp.vae), VAETask(exp.vae), ToyDataset(8), exp, tmp_path / "vae", progress=False,
+                     device="cpu").run()
     assert result["step"] == 2 and {"recon", "kl"} <= set(result) and result["dead_units"] is not None

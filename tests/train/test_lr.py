@@ -54,7 +54,7 @@ def test_resume_mid_schedule_replays_the_same_lrs(tmp_path, schedule):
     def trainer(run_dir, progress=False):
         torch.manual_seed(0)
         return Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(**kw), run_dir, resume="auto",
-                       progress=progress)
+                       progress=progress, device="cpu")
 
     trainer(tmp_path / "a").run()
     with pytest.raises(_Stop):

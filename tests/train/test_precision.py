@@ -30,7 +30,7 @@ def test_auto_is_fp32_on_cpu_and_explicit_choices_pass_through(monkeypatch):
 def test_auto_is_a_valid_setting_and_the_cpu_trainer_runs_fp32(tmp_path):
     TrainConfig(precision="auto").validate()
     tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(precision="auto", max_steps=2), tmp_path / "run",
-                 resume=None, progress=False)
+                 resume=None, progress=False, device="cpu")
     assert tr.precision == "fp32" and not tr.scaler.is_enabled()
     tr.run()
     assert tr.step == 2

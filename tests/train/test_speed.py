@@ -159,7 +159,8 @@ def test_data_on_device_trains_bit_identically(tmp_path):
     for on in (False, True):
         torch.manual_seed(0)
         exp = toy_exp(max_steps=7, data_on_device=on)  # 30 images, batch 6: the epoch boundary is crossed
-        tr = Trainer(ToyNet(), ToyTask(), ToyDataset(30), exp, tmp_path / str(on), resume=None, progress=False)
+        tr = Trainer(ToyNet(), ToyTask(), ToyDataset(30), exp, tmp_path / str(on), resume=None, progress=False,
+                     device="cpu")
         assert (tr.device_data is not None) == on
         tr.run()
         runs[on] = tr.last_checkpoint

@@ -163,7 +163,7 @@ def test_a_task_needs_only_a_loss_and_the_trainer_refuses_anything_else(tmp_path
     task.probe(model, x, torch.Generator())
     assert len(calls) == 1 and torch.equal(calls[0], x)           # the default probe: one plain forward pass
     with pytest.raises(TypeError, match="task FakeSampler is not an irislib.train.tasks.Task; subclass Task"):
-        Trainer(model, FakeSampler(), [x[0]] * 8, toy_exp(), tmp_path / "run", progress=False)
+        Trainer(model, FakeSampler(), [x[0]] * 8, toy_exp(), tmp_path / "run", progress=False, device="cpu")
     with pytest.raises(TypeError, match="abstract"):
         type("NoLoss", (Task,), {})()
 

@@ -18,7 +18,7 @@ from irislib.train.rng import epoch_permutation
 def _trainer(tmp_path, task=None, model=None, n=12, **kw):
     torch.manual_seed(0)
     return Trainer(model or ToyNet(), task or ToyTask(), ToyDataset(n), toy_exp(**kw), tmp_path / "run",
-                   resume="auto", progress=False)
+                   resume="auto", progress=False, device="cpu")
 
 
 class NaNAfter(ToyTask):
@@ -194,7 +194,7 @@ def test_sample_fn_gets_the_ema_model(tmp_path):
 
     torch.manual_seed(0)
     tr = Trainer(ToyNet(), ToyTask(), ToyDataset(12), toy_exp(max_steps=6, sample_every_steps=3),
-                 tmp_path / "run", progress=False, sample_fn=sample_fn)
+                 tmp_path / "run", progress=False, sample_fn=sample_fn, device="cpu")
     tr.run()
     assert [c[0] for c in calls] == [3, 6] and not calls[0][2]
     ema = tr.ema.shadows[0.9]

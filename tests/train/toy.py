@@ -65,9 +65,10 @@ class ToyTask(Task):
 
 
 def toy_exp(**train) -> Experiment:
-    """An Experiment whose train section is TrainConfig(**train) with small, CPU-friendly defaults."""
+    """An Experiment whose train section is TrainConfig(**train) with small, CPU-friendly defaults (the device is
+    the Trainer's argument: these tests pass device="cpu")."""
     defaults = dict(lr=1e-2, batch_size=6, microbatch=4, ema_rate=[0.9, 0.99], max_steps=10, save_every_steps=0,
-                    save_every_minutes=0, log_every_steps=1, device="cpu", keep_last=2)
+                    save_every_minutes=0, log_every_steps=1, keep_last=2)
     defaults.update(train)
     exp = Experiment(train=TrainConfig(**defaults))
     exp.data.random_flip = True

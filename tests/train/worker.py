@@ -55,10 +55,11 @@ def main() -> None:
     if args.die_at_write:
         die_inside_write(args.die_at_write)
     torch.manual_seed(0)
-    exp = toy_exp(max_steps=args.steps, save_every_steps=args.save_every, keep_last=100, mirror_dir=args.mirror)
+    exp = toy_exp(max_steps=args.steps, save_every_steps=args.save_every, keep_last=100)
     task = ToyTask(noisy=not args.det, weighted=not args.det, sleep_s=args.sleep)
     trainer = Trainer(ToyNet(), task, ToyDataset(30), exp, args.run_dir,
-                      resume=None if args.resume == "none" else args.resume, progress=False)
+                      resume=None if args.resume == "none" else args.resume, progress=False, device="cpu",
+                      mirror_dir=args.mirror or None)
     print(f"READY {trainer.step}", flush=True)
     trainer.run()
     print(f"DONE {trainer.step}", flush=True)
