@@ -499,7 +499,7 @@ class Placement:
     resume: str | None = "auto"       # auto, a run or checkpoint folder, or None to start fresh
 
     def train_kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of pipeline.train_* (and the Trainer): train_vae(exp, p.run_dir, **p.train_kwargs())."""
+        """The keyword arguments of pipeline.train_* and the Trainer: train_vae(exp, p.run_dir, **p.train_kwargs())."""
         return {"resume": self.resume, "mirror_dir": self.mirror_dir, "device": self.device}
 
     def describe(self) -> str:
