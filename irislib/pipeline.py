@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint, hybrid, imageio
-from .config import ConfigError, Experiment
+from .config import ConfigError, Experiment, Placement
 from .data import make_dataset
 from .diffusion import GaussianDiffusion
 from .diffusion.resample import make_t_sampler
@@ -30,13 +30,14 @@ def build_diffusion(exp: Experiment) -> GaussianDiffusion:
     return GaussianDiffusion(exp.diffusion, learn_sigma=exp.unet.learn_sigma)
 
 
-def _run_trainer(model, task, dataset, exp: Experiment, *, run_dir: Path, place: dict, progress: bool,
-                 sample_fn=None, after=None) -> Trainer:
-    """Build the Trainer (which resumes) and run it, then `after(trainer)`, holding the run directory's lock on
-    the writing rank. `place` is where it runs: the Trainer's resume, mirror_dir and device arguments."""
+def _run_trainer(model, task, dataset, exp: Experiment, place: Placement, *, progress: bool, sample_fn=None,
+                 after=None) -> Trainer:
+    """Build the Trainer (which resumes) where `place` says and run it, then `after(trainer)`, holding the run
+    directory's lock on the writing rank."""
     is_writer = distributed.launch_rank() == 0  # torchrun: only rank 0 writes the run directory
-    with checkpoint.run_lock(run_dir) if is_writer else contextlib.nullcontext():
-        trainer = Trainer(model, task, dataset, exp, run_dir, progress=progress, sample_fn=sample_fn, **place)
+    with checkpoint.run_lock(place.run_dir) if is_writer else contextlib.nullcontext():
+        trainer = Trainer(model, task, dataset, exp, place.run_dir, progress=progress, sample_fn=sample_fn,
+                          **place.train_kwargs())
         trainer.run()
         if after is not None and trainer.is_main:
             after(trainer)
@@ -71,8 +72,8 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
             res = hybrid.denoise_batch(net, diffusion, seeds, x_init, strength=top, steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(res.images, nrow=4))
 
-    place = dict(resume=resume, mirror_dir=mirror_dir, device=device)
-    _run_trainer(model, task, dataset, exp, run_dir=run_dir, place=place, progress=progress, sample_fn=sample_fn)
+    place = Placement(run_dir, mirror_dir, device, resume)
+    _run_trainer(model, task, dataset, exp, place, progress=progress, sample_fn=sample_fn)
     return run_dir
 
 
@@ -99,8 +100,8 @@ def train_refiner(exp: Experiment, vae_run: str | Path, out: str | Path, resume:
                                        steps=exp.train.sample_grid_steps)
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(torch.cat([cond, res.images]), nrow=4))
 
-    place = dict(resume=resume, mirror_dir=mirror_dir, device=device)
-    _run_trainer(model, task, dataset, exp, run_dir=run_dir, place=place, progress=progress, sample_fn=sample_fn)
+    place = Placement(run_dir, mirror_dir, device, resume)
+    _run_trainer(model, task, dataset, exp, place, progress=progress, sample_fn=sample_fn)
     return run_dir
 
 
@@ -121,9 +122,8 @@ def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", pro
             checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
 
     fit = (lambda trainer: _fit_prior(run_dir, exp, dataset, trainer.mirror_dir)) if exp.vae.prior == "gmm" else None
-    place = dict(resume=resume, mirror_dir=mirror_dir, device=device)
-    _run_trainer(model, VAETask(exp.vae), dataset, exp, run_dir=run_dir, place=place, progress=progress,
-                 sample_fn=sample_fn, after=fit)
+    place = Placement(run_dir, mirror_dir, device, resume)
+    _run_trainer(model, VAETask(exp.vae), dataset, exp, place, progress=progress, sample_fn=sample_fn, after=fit)
     return run_dir
 
 

@@ -85,19 +85,14 @@ def _outside(seen) -> list[tuple[str, str, str]]:
     return [s for s in seen if not s[2].startswith("checkpoint/")]
 
 
-def _tiny(**sets):
-    return presets.get("tiny").override({"data.path": "synthetic:16", "train.max_steps": 2,
-                                         "train.save_every_steps": 1, "train.batch_size": 4,
-                                         "train.microbatch": -1, **sets})
-
-
 @pytest.mark.slow
-def test_training_a_pair_writes_only_through_checkpoint(tmp_path, watch):
+def test_training_a_pair_writes_only_through_checkpoint(tmp_path, watch, small_exp):
     vae_run, unet_run, mirror = tmp_path / "vae", tmp_path / "unet", tmp_path / "drive"
     seen = watch(vae_run, unet_run, mirror)
-    pipeline.train_vae(_tiny(**{"vae.prior": "gmm"}), vae_run, progress=False, mirror_dir=mirror, device="cpu")
-    pipeline.train_diffusion(_tiny(**{"train.sample_every_steps": 1, "train.sample_grid_images": 2,
-                                      "train.sample_grid_steps": 2}), unet_run, progress=False, device="cpu")
+    pipeline.train_vae(small_exp({"train.max_steps": 2, "vae.prior": "gmm"}), vae_run, progress=False,
+                       mirror_dir=mirror, device="cpu")
+    pipeline.train_diffusion(small_exp({"train.max_steps": 2, "train.sample_every_steps": 1}), unet_run,
+                             progress=False, device="cpu")
     assert checkpoint.load_prior(mirror) is not None            # the prior reached the mirror ...
     assert list(unet_run.glob("samples/*.png"))                 # ... and the sample grids were written
     assert {Path(p).name for _, p, _ in seen} >= {"config.json", "latest.json", "metrics.jsonl"}
