@@ -19,6 +19,19 @@ def _pyplot():
     return plt
 
 
+def strength_lines(summary: list[dict], key: str) -> dict[str, list[tuple[float, float]]]:
+    """(strength, value) points per UNet and call budget, each from the VAE draft (strength 0) through that UNet's
+    hybrids (and its vanilla row at 1), so the truncated and the full-chain UNet are separate lines."""
+    drafts = [r for r in summary if not r["unet_calls"]]
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in summary:
+        if r["unet_calls"]:
+            groups.setdefault((r["unet"], r["unet_calls"]), []).append(r)
+    return {f"{unet} UNet, {calls} calls": sorted((r["strength"], r[key]) for r in drafts + rows
+                                                 if r.get(key) is not None)
+            for (unet, calls), rows in groups.items()}
+
+
 def comparison_figure(report: dict, grids: dict, path: str | Path) -> Path:
     """Row 1: a grid per method; row 2: metric histograms per method; row 3: medians vs strength."""
     plt = _pyplot()
@@ -46,12 +59,13 @@ def comparison_figure(report: dict, grids: dict, path: str | Path) -> Path:
             ax.legend(fontsize=7)
     for j, (metric, label) in enumerate(PLOT_METRICS):
         ax = fig.add_subplot(gs[2, j])
-        pts = sorted((r["strength"], r.get(f"{metric}_median")) for r in report["summary"])
-        xs = [p[0] for p in pts if p[1] is not None]
-        ys = [p[1] for p in pts if p[1] is not None]
-        ax.plot(xs, ys, "o-")
+        for name, pts in strength_lines(report["summary"], f"{metric}_median").items():
+            between = any(0 < x < 1 for x, _ in pts)   # only the draft and vanilla: markers, no implied trend
+            ax.plot(*zip(*pts), "o-" if between else "o", label=name)
         ax.set_xlabel("strength (0 = VAE draft, 1 = vanilla)", fontsize=9)
         ax.set_ylabel(f"median {label}", fontsize=8)
+        if j == 0:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=80)
