@@ -162,7 +162,8 @@ def _add_sample_command(sub) -> None:
                    "a fraction of the steps)")
     p.add_argument("--steps", type=int, default=50, help="UNet calls per image, spread from t0 down to 0")
     p.add_argument("--respacing", default="", help="instead of --steps: guided-diffusion's respacing of the whole "
-                   "chain, e.g. ddim25 or 250 (the start is the grid step nearest --strength)")
+                   "chain, e.g. ddim25 or 250 (the start is the grid step nearest --strength, never above a truncated "
+                   "UNet's trained range)")
     p.add_argument("--sampler", default="ddim", choices=_SamplerNames())
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, at any batch size")
     p.add_argument("--batch-size", type=int, default=16)

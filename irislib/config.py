@@ -199,6 +199,8 @@ class TrainConfig:
     fused_optimizer: bool = False         # AdamW as one fused kernel (fused=True where supported, else foreach)
     fast_groupnorm: bool = False          # GroupNorm in bf16/fp16 under autocast, no fp32 copies; off = fp32 as guided
     data_on_device: bool = False          # whole dataset on the device if <= 25% of free memory; no DataLoader
+    patch_size: int = 0                   # UNet trains on random square crops of this side (patch diffusion); 0 = whole
+                                          # images. Truncated UNets only (max_strength < 1): their denoising is local
 
     def validate(self, section: str = "train") -> None:
         _positive(self, section, "batch_size", "keep_last", "nan_patience", "log_every_steps")
@@ -297,7 +299,22 @@ class Experiment:
                  "data.channels": self.data.channels}
         if len(set(chans.values())) > 1:
             raise ConfigError(f"channel counts disagree: {chans}; set all at once with --set channels=N")
+        self._validate_patch()
         return self
+
+    def _validate_patch(self) -> None:
+        """train.patch_size: a crop the UNet's levels divide, of a truncated model (pure noise needs the whole image)."""
+        size, side = self.train.patch_size, self.unet.image_size
+        if not size:
+            return
+        step = 2 ** (len(self.unet.resolved_channel_mult()) - 1)
+        if not 0 < size < side or size % step:
+            raise ConfigError(f"train.patch_size={size}: use 0 (whole images) or a crop side below "
+                              f"unet.image_size={side} that is a multiple of {step} (the UNet's downsamplings)")
+        if self.diffusion.max_strength >= 1.0:
+            raise ConfigError(f"train.patch_size={size} needs a truncated UNet (diffusion.max_strength < 1, here "
+                              f"{self.diffusion.max_strength:g}): from pure noise the model must see the whole image;"
+                              " set --set train.patch_size=0 for a full-chain UNet")
 
 
 # --- helpers -------------------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def train_diffusion(exp: Experiment, out: str | Path, resume: str | None = "auto
     diffusion = build_diffusion(exp)
     torch.manual_seed(exp.train.seed)  # reproducible initial weights
     model = _memory_format(UNet(exp.unet), exp)
-    task = DiffusionTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion))
+    task = DiffusionTask(diffusion, make_t_sampler(exp.diffusion.schedule_sampler, diffusion), exp.train.patch_size)
     dataset = make_dataset(exp.data)
     top = exp.diffusion.max_strength
 

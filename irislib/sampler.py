@@ -34,7 +34,8 @@ class SampleConfig:
     batch_size: int = 16        # images per UNet batch (memory only; results do not depend on it)
     eta: float = 0.0            # DDIM noise (0 = deterministic); ddpm and dpm++2m ignore it
     respacing: str = ""         # instead of steps: guided-diffusion respacing of the whole chain ("ddim25", "250"),
-                                # cut at the grid step nearest strength; "" = use steps
+                                # cut at the grid step nearest strength (never above the
+                                # trained range of a truncated UNet); "" = use steps
 
     def validate(self) -> "SampleConfig":
         if self.n < 1 or self.batch_size < 1:

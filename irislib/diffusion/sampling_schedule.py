@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .gaussian import GaussianDiffusion
+from .resample import trained_timesteps
 from .respace import space_timesteps
 
 
@@ -47,7 +48,8 @@ def plan(diffusion: GaussianDiffusion, strength: float, steps: int | str) -> Sam
     """The schedule of one run from noise std `strength` with `steps` model calls.
 
     steps int: that many timesteps spread evenly over [0, t0] (t0 included). steps str: guided-diffusion's respacing
-    of the whole chain ("250", "ddim25", "10,20,30"), cut at t0, the grid step nearest `strength` in noise level.
+    of the whole chain ("250", "ddim25", "10,20,30"), cut at t0, the grid step nearest `strength` in noise level,
+    or, where that step lies above a truncated model's trained range, the highest grid step inside it.
     """
     strength = check_strength(strength)
     if strength == 0:
@@ -55,8 +57,11 @@ def plan(diffusion: GaussianDiffusion, strength: float, steps: int | str) -> Sam
     check_trained_strength(diffusion, strength)
     n = diffusion.num_timesteps
     if isinstance(steps, str):
-        grid = space_timesteps(n, steps)
+        grid = sorted(space_timesteps(n, steps))
         top = _strength_to_index(diffusion.respaced(grid), strength)
+        trained = trained_timesteps(diffusion)          # a truncated model never starts above what it learnt
+        while top > 0 and grid[top] >= trained:
+            top -= 1
         return _schedule(diffusion.respaced(grid[:top + 1]), top == len(grid) - 1)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps={steps!r} must be a positive int (UNet calls) or a respacing string like 'ddim25'")

@@ -48,10 +48,11 @@ class DiffusionTask(Task):
 
     config_sections = ("unet", "diffusion")
 
-    def __init__(self, diffusion, t_sampler):
+    def __init__(self, diffusion, t_sampler, patch_size: int = 0):
         self.diffusion = diffusion
         self.t_sampler = t_sampler
         self.num_timesteps = diffusion.num_timesteps
+        self.patch_size = patch_size   # train.patch_size: random square crops per sample (0 = whole images)
 
     def model_kwargs(self, batch: torch.Tensor) -> dict:
         """Extra inputs of the model for this batch (none; the refiner adds its condition)."""
@@ -59,6 +60,8 @@ class DiffusionTask(Task):
 
     def loss(self, model, batch: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Per-sample terms ("loss", "mse", "vb"...) times the t-sampler's importance weights, plus "t"."""
+        if self.patch_size:
+            batch = random_crops(batch, self.patch_size, generator)
         t, weights = self.t_sampler.sample(batch.shape[0], batch.device, generator)  # [B], [B]
         noise = torch.randn(batch.shape, generator=generator, device=batch.device, dtype=batch.dtype)
         terms = self.diffusion.training_losses(model, batch, t, model_kwargs=self.model_kwargs(batch), noise=noise)
@@ -92,6 +95,16 @@ class DiffusionTask(Task):
     def load_state_dict(self, state: dict) -> None:
         """Restore state_dict()."""
         self.t_sampler.load_state_dict(state["t_sampler"])
+
+
+def random_crops(batch: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """One random size x size crop per image [B, C, size, size] (patch diffusion, Wang et al. 2023): a truncated
+    UNet only removes noise of std <= max_strength, a local job, so crops teach it at a fraction of the cost of
+    whole images and it samples at full size (it is fully convolutional)."""
+    h, w = batch.shape[-2:]
+    ys = torch.randint(0, h - size + 1, (batch.shape[0],), generator=generator, device=generator.device).tolist()
+    xs = torch.randint(0, w - size + 1, (batch.shape[0],), generator=generator, device=generator.device).tolist()
+    return torch.stack([img[..., y:y + size, x:x + size] for img, y, x in zip(batch, ys, xs)])
 
 
 class VAETask(Task):

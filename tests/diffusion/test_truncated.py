@@ -85,3 +85,48 @@ def test_cli_sample_above_the_trained_strength_exits_2(tmp_path, capsys):
                      "--out", str(tmp_path / "s")])
     err = capsys.readouterr().err
     assert code == 2 and "max_strength=0.5" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("respacing", ["ddim10", "ddim25", "250", "10", "3,7,9"])
+@pytest.mark.parametrize("max_strength", [0.3, 0.5, 0.7])
+def test_respaced_chains_never_start_above_the_trained_range(respacing, max_strength):
+    """With a respacing string the start is the grid step nearest strength, unless that lies above the trained
+    range: then the highest grid step inside it (`ddim10` at max_strength 0.7 started at t=300, trained to 254)."""
+    from irislib.diffusion.respace import space_timesteps
+    from irislib.diffusion.sampling_schedule import plan
+    d = _diffusion(max_strength)
+    n = trained_timesteps(d)
+    grid = sorted(space_timesteps(1000, respacing))
+    std = d.sqrt_one_minus_alphas_cumprod
+    for strength in (max_strength, max_strength - 0.05, 0.1):
+        t0 = plan(d, strength, respacing).t0
+        assert t0 in grid and t0 < n
+        inside = [g for g in grid if g < n]
+        nearest = min(grid, key=lambda g: abs(std[g] - strength))
+        assert t0 == (nearest if nearest < n else max(inside))
+
+
+def test_ddim10_at_the_trained_limit_starts_at_200_not_300():
+    d = _diffusion(0.7)
+    model = lambda x, t, **kw: torch.zeros(x.shape[0], 2 * x.shape[1], *x.shape[2:])  # noqa: E731
+    out = denoise(model, d, x_init=torch.zeros(1, 1, 8, 8), strength=0.7, steps="ddim10",
+                  generator=torch.Generator().manual_seed(0))
+    assert trained_timesteps(d) - 1 == 254 and out.t0 == 200 and out.timesteps == [200, 100, 0]
+
+
+def test_respacing_through_the_python_api_cli_and_panel_stays_in_the_trained_range(tmp_path, capsys):
+    """The issue's reproduction on the shipped 64 px pair (trained to t=254): SampleConfig, `irislib sample
+    --respacing` and the sampling panel all start at t=200."""
+    import json
+
+    from irislib import ui
+    from irislib.sampler import HybridSampler, SampleConfig
+    sampler = HybridSampler.load("iris64-unet", "iris64-vae", device="cpu")
+    cfg = SampleConfig(n=1, strength=0.7, respacing="ddim10")
+    assert sampler.sample(cfg).t0 == 200
+    panel = ui.sampling_panel(sampler, cfg)
+    assert panel.result.t0 == 200
+    out = tmp_path / "s"
+    code = cli.main(["sample", "--unet", "iris64-unet", "--vae", "iris64-vae", "--strength", "0.7", "--respacing",
+                     "ddim10", "--n", "1", "--out", str(out), "--quiet", "--device", "cpu"])
+    assert code == 0 and json.loads((out / "settings.json").read_text())["t0"] == 200

@@ -178,3 +178,43 @@ def test_vae_beta_means_the_same_at_every_image_size():
         out = VAETask(cfg).terms(x, x.clone(), mean, torch.zeros_like(mean))
         losses.append(float(out["loss"]))
     assert losses[0] == pytest.approx(losses[1]) == pytest.approx(0.5 * 0.5 * 2 / 4)
+
+
+def test_patch_training_feeds_the_model_random_windows_of_each_image():
+    """train.patch_size: each image is cut to its own size x size window, at positions drawn from the step's
+    generator (so a resumed step crops the same windows); everything else is unchanged."""
+    from irislib.train.tasks import random_crops
+    batch = torch.arange(4 * 16 * 16, dtype=torch.float32).reshape(4, 1, 16, 16)
+    seen = []
+
+    class Recorder(nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return torch.zeros_like(x)
+
+    task = DiffusionTask(FakeDiffusion(), FakeSampler(), patch_size=8)
+    task.loss(Recorder(), batch, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)   # replay the step: crops, then t, then noise from the same generator
+    again = random_crops(batch, 8, g)
+    FakeSampler().sample(4, "cpu", g)
+    assert again.shape == (4, 1, 8, 8) and torch.equal(seen[0], again + torch.randn(again.shape, generator=g))
+    for img, crop in zip(batch, again):   # each crop is a contiguous window of its own image
+        y, x = divmod(int(crop[0, 0, 0]) - int(img[0, 0, 0]), 16)
+        assert torch.equal(crop, img[:, y:y + 8, x:x + 8])
+    many = batch.repeat(16, 1, 1, 1)
+    starts = {int(c[0, 0, 0]) - int(i[0, 0, 0]) for i, c in
+              zip(many, random_crops(many, 8, torch.Generator().manual_seed(1)))}
+    assert len(starts) > 8                                     # positions vary over the image
+    assert torch.equal(again, random_crops(batch, 8, torch.Generator().manual_seed(3)))   # reproducible
+
+
+def test_patch_size_is_validated_with_the_field_named():
+    from irislib import presets
+    from irislib.config import ConfigError
+    exp = presets.get("cpu-128")
+    assert exp.override({"train.patch_size": 64}).validate().train.patch_size == 64
+    for bad in (100, 128, 256, -8):
+        with pytest.raises(ConfigError, match=r"train.patch_size=.*multiple of 16"):
+            exp.override({"train.patch_size": bad}).validate()
+    with pytest.raises(ConfigError, match=r"train.patch_size=64 needs a truncated UNet"):
+        exp.override({"train.patch_size": 64, "diffusion.max_strength": 1.0}).validate()
