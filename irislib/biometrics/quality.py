@@ -2,7 +2,8 @@
 
 Formulas (ISO/IEC 29794-6:2015 §6.2 as implemented by MITRE BIQT-Iris; grey levels in 8-bit units; P, I, S are
 medians of pupil, iris and sclera pixels next to the respective boundaries):
-  usable_iris_area      100 * usable iris pixels / annulus pixels (eyelids, lashes, glints, outside image removed)
+  usable_iris_area      100 * usable iris pixels / annulus pixels (eyelids, lashes, glints removed; the annulus
+                        includes its part outside the image, which is never usable)
   iris_sclera_contrast  100 * (S - I) / (S + I - 2P), 0 if negative
   iris_pupil_contrast   100 * W / (0.75 + W), W = (I - P) / (20 + P) (a Weber ratio), 0 if negative
   pupil_boundary_circularity 100 * (1 - RMS radial deviation of the pupil boundary from a circle / radius);
@@ -24,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ..metrics import measure_pupil, to_unit_image
-from .normalize import SATURATED, Boundaries, iris_pixels, rubber_sheet
+from .normalize import SATURATED, Boundaries, annulus_size, iris_pixels, rubber_sheet
 
 NAN = float("nan")
 SHARPNESS_C = 180000.0
@@ -148,14 +149,14 @@ def quality_components(image, boundaries: Boundaries | None = None, *, capture_s
         return QualityComponents()
     bnd = boundaries
     strip, noise = rubber_sheet(img, bnd, 64, 256)
-    annulus, usable, rho = iris_pixels(img.shape, bnd, noise)
+    _, usable, rho = iris_pixels(img.shape, bnd, noise)
     p, i_in, i_out, s = _medians(img, bnd, usable, rho)
     r = bnd.iris_r
     box = (int(bnd.iris_cx - r), int(bnd.iris_cy - r), int(math.ceil(bnd.iris_cx + r)) + 1,
            int(math.ceil(bnd.iris_cy + r)) + 1)
     return QualityComponents(
         found=True,
-        usable_iris_area=float(100.0 * usable.sum() / max(annulus.sum(), 1)),
+        usable_iris_area=float(100.0 * usable.sum() / max(annulus_size(bnd), 1)),   # iris off the image: occluded
         iris_sclera_contrast=iris_sclera_contrast(s, i_out, p) if np.isfinite([s, i_out, p]).all() else NAN,
         iris_pupil_contrast=iris_pupil_contrast(i_in, p) if np.isfinite([i_in, p]).all() else NAN,
         pupil_boundary_circularity=pupil_boundary_circularity(bnd, residual or 0.0),

@@ -80,6 +80,23 @@ def test_usable_iris_area_with_an_eyelid():
     assert quality_components(img, bnd).usable_iris_area == pytest.approx(truth, abs=2.0)
 
 
+def _segment(r, d):
+    """Area of the part of a disc of radius r beyond a line at distance d from its centre."""
+    return r * r * math.acos(d / r) - d * math.sqrt(r * r - d * d) if d < r else 0.0
+
+
+def test_usable_iris_area_of_an_iris_cut_by_the_frame():
+    # Iris centre 14 px from the left edge (x = -0.5): a third of the 15-40 px annulus lies outside the image,
+    # and what is not there cannot be used (a flat iris, no eyelid: the frame is the only occluder).
+    img, bnd = _eye(cx=13.5)
+    d = 13.5 + 0.5
+    outside = (_segment(40, d) - _segment(15, d)) / (math.pi * (40 ** 2 - 15 ** 2))
+    assert 0.30 < outside < 0.36
+    c = quality_components(img, bnd)
+    assert c.usable_iris_area == pytest.approx(100 * (1 - outside), abs=1.5)
+    assert c.margin_adequacy == 0.0
+
+
 def test_sharpness_flat_checkerboard_and_blur():
     assert q.sharpness(np.full((32, 32), 0.5)) == 0.0
     yy, xx = np.mgrid[0:32, 0:32]
