@@ -101,7 +101,7 @@ def cmd_fetch(args) -> None:
         return
     if not args.name:
         raise ConfigError("fetch needs a checkpoint NAME (see irislib fetch --list)")
-    print(hub.fetch(args.name, manifest=args.manifest, cache_dir=args.cache_dir))
+    print(hub.fetch(args.name, manifest=args.manifest, cache_dir=args.cache_dir, allow_http=args.allow_http))
 
 
 def cmd_register(args) -> None:
@@ -216,6 +216,7 @@ def _add_other_commands(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the manifest's checkpoints")
     p.add_argument("--manifest", help="manifest path (default: the shipped checkpoints_manifest.json)")
     p.add_argument("--cache-dir", help="download cache (default: ~/.cache/irislib or $IRISLIB_CACHE)")
+    p.add_argument("--allow-http", action="store_true", help="also accept plain http URL sources (default: https only)")
     p.set_defaults(func=cmd_fetch)
 
     p = sub.add_parser("register", help="add a run directory's weights to a local manifest, to share them")

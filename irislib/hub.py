@@ -15,8 +15,9 @@ Manifest schema (`checkpoints_manifest.json`, version 1)::
         "step": 250000,                        # optional: training step of the weights (information)
         "sources": [                           # tried in order until one gives a file with the right hash
           {"type": "repo", "path": "checkpoints/iris64-unet.safetensors"},  # relative to the manifest's folder,
-                                               # then to the repository root; "path" is an alias (absolute allowed)
-          {"type": "url", "url": "https://example.org/iris64-unet.safetensors"},
+                                               # then to the repository root; "path" is an alias (absolute allowed
+                                               # only inside those two folders)
+          {"type": "url", "url": "https://example.org/iris64-unet.safetensors"},  # https only (http: allow_http)
           {"type": "gdrive", "id": "1AbCdEf..."}],  # a Drive file shared "Anyone with the link"
         "files": [{"filename": ..., "sha256": ..., "size": ..., "sources": [...]}]}  # optional extra files
      ]}
@@ -29,6 +30,10 @@ manifest.json of their sha256 (written by irislib.checkpoint.write_bare_run).
 
 A download goes to a private temp folder in the cache, is checked (HTML error page, size, sha256) and only then
 moved into place; a failed source leaves nothing behind and the next source is tried. A cached file whose hash verifies is reused without network.
+
+Manifests are untrusted (docs/design.md, "Threat model"): names and filenames must be single names, repo paths
+must stay in the manifest's folder or the repository, URLs must be https; anything else is refused (one line naming
+the entry and field, irislib.safepath.UnsafePathError) before the cache is touched.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -44,12 +50,15 @@ from pathlib import Path
 from . import checkpoint
 from .checkpoint import PRIOR_FILE, sha256_file
 from .config import ConfigError
+from .safepath import UnsafePathError  # noqa: F401  (re-exported: except hub.UnsafePathError)
+from .safepath import check_url, contained, inside, plain_name, refuse
 
 KINDS = ("vae", "unet", "refiner")
 MANIFEST_NAME = "checkpoints_manifest.json"
 LOCAL_MANIFEST_NAME = "checkpoints_manifest.local.json"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QUOTA_TEXT = "Too many users have viewed or downloaded this file recently"
+DRIVE_ID = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch
 
 
 class FetchError(FileNotFoundError):
@@ -93,7 +102,7 @@ def load_manifest(manifest: str | Path | dict | None = None) -> list[dict]:
         docs = [(_read_json(p), p.resolve().parent, str(p)) for p in paths]
     entries: dict[str, dict] = {}
     for doc, base, source in docs:
-        for i, entry in enumerate(_validate_doc(doc, source)):
+        for i, entry in enumerate(_validate_doc(doc, source, base)):
             entries[entry["name"]] = {**entry, "_base": str(base), "_manifest": f"{source} checkpoints[{i}]"}
     return list(entries.values())
 
@@ -114,24 +123,26 @@ def _read_json(path: Path) -> dict:
         raise ConfigError(f"{path} is not valid JSON: {e}") from None
 
 
-def _validate_doc(doc: dict, source: str) -> list[dict]:
+def _validate_doc(doc: dict, source: str, base: Path) -> list[dict]:
+    """The entries of a manifest whose folder is `base`, each checked (paths included) before any use."""
     if not isinstance(doc, dict) or doc.get("version") != 1 or not isinstance(doc.get("checkpoints"), list):
         raise ConfigError(f"{source}: expected {{\"version\": 1, \"checkpoints\": [...]}}")
     for i, entry in enumerate(doc["checkpoints"]):
         where = f"{source} checkpoints[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str) or not entry["name"]:
             raise ConfigError(f"{where}: every entry needs a non-empty \"name\"")
+        plain_name(entry["name"], f"{where}.name")  # the cache folder's name
         if entry.get("kind") not in KINDS:
             raise ConfigError(f"{where}.kind={entry.get('kind')!r}: use one of {', '.join(KINDS)}")
-        _validate_file(entry, where)
+        _validate_file(entry, where, base)
         for j, extra in enumerate(entry.get("files", [])):
-            _validate_file(extra, f"{where}.files[{j}]")
-            if "filename" not in extra:
+            if not isinstance(extra, dict) or "filename" not in extra:
                 raise ConfigError(f"{where}.files[{j}] needs a \"filename\"")
+            _validate_file(extra, f"{where}.files[{j}]", base)
     return doc["checkpoints"]
 
 
-def _validate_file(spec: dict, where: str) -> None:
+def _validate_file(spec: dict, where: str, base: Path) -> None:
     sha = spec.get("sha256")
     if not isinstance(sha, str) or len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower()):
         raise ConfigError(f"{where}.sha256 must be 64 hex digits (sha256sum of the file)")
@@ -139,27 +150,47 @@ def _validate_file(spec: dict, where: str) -> None:
         raise ConfigError(f"{where}.size must be the file size in bytes")
     if not isinstance(spec.get("sources"), list) or not spec["sources"]:
         raise ConfigError(f"{where}.sources must list at least one source (repo path, url or gdrive id)")
+    if spec.get("filename") is not None:
+        plain_name(spec["filename"], f"{where}.filename")  # a file directly in the cache folder
     for k, src in enumerate(spec["sources"]):
-        key = {"repo": "path", "path": "path", "url": "url", "gdrive": "id"}.get(src.get("type"))
+        key = {"repo": "path", "path": "path", "url": "url", "gdrive": "id"}.get(src.get("type")) \
+            if isinstance(src, dict) else None
         if key is None or not isinstance(src.get(key), str) or not src[key]:
             raise ConfigError(f"{where}.sources[{k}] must be {{\"type\": \"repo\", \"path\": ...}}, "
                               f"{{\"type\": \"url\", \"url\": ...}} or {{\"type\": \"gdrive\", \"id\": ...}}")
+        _validate_source(src, key, f"{where}.sources[{k}].{key}", base)
+
+
+def _validate_source(src: dict, key: str, where: str, base: Path) -> None:
+    """A repo path inside the manifest's folder or the repository, an http(s) URL, a Drive id of id characters."""
+    value = src[key]
+    if key == "path" and not _repo_file(value, base)[1]:
+        raise refuse(where, value, f"a repo path must stay inside the manifest's folder {base} or the "
+                                   f"repository {REPO_ROOT}")
+    if key == "url":
+        check_url(value, where, allow_http=True)  # the scheme; plain http is refused later unless allowed
+    if key == "id" and not DRIVE_ID.fullmatch(value):
+        raise refuse(where, value, "a Google Drive id has only letters, digits, '-' and '_'")
 
 
 # --- fetch -------------------------------------------------------------------------------------------------
 def fetch(name: str, manifest: str | Path | dict | None = None, cache_dir: str | Path | None = None,
-          quiet: bool = True) -> Path:
-    """Path of the verified weights of checkpoint `name`, fetched into the cache if needed."""
+          quiet: bool = True, allow_http: bool = False) -> Path:
+    """Path of the verified weights of checkpoint `name`, fetched into the cache if needed.
+
+    URL sources must be https unless allow_http (the sha256 check still applies to what http brings)."""
     entries = {e["name"]: e for e in load_manifest(manifest)}
     if name not in entries:
         hint = difflib.get_close_matches(name, list(entries), n=1)
         raise UnknownCheckpointError(f"no checkpoint named {name!r} in the manifest"
                          + (f"; did you mean {hint[0]!r}?" if hint else f"; known: {', '.join(entries) or 'none'}"))
     entry = entries[name]
-    dest = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
-    dest = dest / name
-    dest.mkdir(parents=True, exist_ok=True)
+    _check_urls(entry, allow_http)
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    dest = contained(cache / name, cache, f"{entry['_manifest']}.name")  # before mkdir: nothing made outside
     main = {**entry, "filename": entry.get("filename") or _default_filename(entry)}
+    plain_name(main["filename"], f"{entry['_manifest']}.filename")
+    dest.mkdir(parents=True, exist_ok=True)
     path = _fetch_file(main, dest, Path(entry["_base"]), quiet, f"checkpoint {name!r}")
     for extra in entry.get("files", []):
         _fetch_file(extra, dest, Path(entry["_base"]), quiet, f"checkpoint {name!r} file {extra['filename']!r}")
@@ -169,9 +200,9 @@ def fetch(name: str, manifest: str | Path | dict | None = None, cache_dir: str |
 
 
 def fetch_run(name: str, manifest: str | Path | dict | None = None, cache_dir: str | Path | None = None,
-              quiet: bool = True) -> Path:
+              quiet: bool = True, allow_http: bool = False) -> Path:
     """A run directory for checkpoint `name` that irislib.checkpoint.load_run reads, built from the verified files."""
-    weights = fetch(name, manifest, cache_dir, quiet)
+    weights = fetch(name, manifest, cache_dir, quiet, allow_http)
     entry = {e["name"]: e for e in load_manifest(manifest)}[name]
     if "config" not in entry:
         raise ConfigError(f"{entry['_manifest']} has no \"config\"; fetch_run needs it to rebuild the model")
@@ -185,6 +216,15 @@ def fetch_run(name: str, manifest: str | Path | dict | None = None, cache_dir: s
     return run
 
 
+def _check_urls(entry: dict, allow_http: bool) -> None:
+    """Refuse the whole entry up front if any URL is plain http and the user did not allow it."""
+    for j, spec in [(None, entry)] + list(enumerate(entry.get("files", []))):
+        for k, src in enumerate(spec["sources"]):
+            if src["type"] == "url":
+                part = "" if j is None else f".files[{j}]"
+                check_url(src["url"], f"{entry['_manifest']}{part}.sources[{k}].url", allow_http)
+
+
 def _default_filename(entry: dict) -> str:
     first = entry["sources"][0]
     base = os.path.basename(first.get("path") or first.get("url", "").split("?")[0])
@@ -193,7 +233,7 @@ def _default_filename(entry: dict) -> str:
 
 def _fetch_file(spec: dict, dest: Path, base: Path, quiet: bool, label: str) -> Path:
     """Cached copy if it verifies, else each source in turn into a temp folder, verify, then os.replace."""
-    target = dest / spec["filename"]
+    target = contained(dest / spec["filename"], dest, f"{label} filename")  # a symlink planted in the cache
     if target.is_file():
         problem = _check_file(target, spec)
         if problem is None:
@@ -228,9 +268,9 @@ def _fetch_file(spec: dict, dest: Path, base: Path, quiet: bool, label: str) -> 
 def _obtain(src: dict, tmp: Path, base: Path, quiet: bool) -> None:
     """Copy or download one source to `tmp`; raise _SourceFailed with a user-level reason."""
     if src["type"] in ("repo", "path"):
-        found = _resolve_local(src["path"], base)
-        if found is None:
-            raise _SourceFailed(f"no file at {src['path']} (looked in {base} and {REPO_ROOT})")
+        found, allowed = _repo_file(src["path"], base)  # again: a symbolic link may have appeared since loading
+        if found is None or not allowed:
+            raise _SourceFailed(f"no file at {src['path']} inside {base} or {REPO_ROOT}")
         shutil.copyfile(found, tmp)
         return
     import gdown  # lazy: pulls in requests and bs4
@@ -246,10 +286,15 @@ def _obtain(src: dict, tmp: Path, base: Path, quiet: bool) -> None:
         raise _SourceFailed("gdown returned no file")
 
 
-def _resolve_local(path: str, base: Path) -> Path | None:
-    p = Path(path).expanduser()
-    candidates = [p] if p.is_absolute() else [base / p, REPO_ROOT / p]
-    return next((c for c in candidates if c.is_file()), None)
+def _repo_file(path: str, base: Path) -> tuple[Path | None, bool]:
+    """(the file a repo path names, or None; whether it is allowed). It is looked for in the manifest's folder, then
+    the repository, and must resolve inside the folder it was found in (symbolic links followed); an absolute path
+    is itself in both places."""
+    pairs = [(base / Path(path).expanduser(), base), (REPO_ROOT / Path(path).expanduser(), REPO_ROOT)]
+    for candidate, root in pairs:
+        if candidate.is_file():
+            return candidate, inside(candidate, root)
+    return None, any(inside(candidate, root) for candidate, root in pairs)
 
 
 def _explain(e: Exception) -> str:
@@ -344,7 +389,8 @@ def register(run_dir: str | Path, name: str | None = None, manifest_path: str | 
     base = manifest_path.resolve().parent
     src_path = _source_path(weights, base)
     config = json.loads(cfg_path.read_text())
-    entry = {"name": name or run.resolve().name, "kind": kind, "filename": weights.name,
+    name = plain_name(name or run.resolve().name, "name", "give a name without '/' or '..' (it names a folder)")
+    entry = {"name": name, "kind": kind, "filename": weights.name,
              "sha256": sha256_file(weights), "size": weights.stat().st_size, "config": config,
              "trained_on": config.get("data", {}).get("path", ""), "command": "",
              "sources": [{"type": "path", "path": src_path}]}
@@ -354,7 +400,7 @@ def register(run_dir: str | Path, name: str | None = None, manifest_path: str | 
         entry["files"] = [{"filename": p.name, "sha256": sha256_file(p), "size": p.stat().st_size,
                            "sources": [{"type": "path", "path": _source_path(p, base)}]} for p in extras]
     doc = _read_json(manifest_path) if manifest_path.is_file() else {"version": 1, "checkpoints": []}
-    _validate_doc(doc, str(manifest_path))
+    _validate_doc(doc, str(manifest_path), base)
     doc["checkpoints"] = [e for e in doc["checkpoints"] if e["name"] != entry["name"]] + [entry]
     manifest_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(manifest_path, json.dumps(doc, indent=2) + "\n")
@@ -362,17 +408,19 @@ def register(run_dir: str | Path, name: str | None = None, manifest_path: str | 
 
 
 def _source_path(path: Path, base: Path) -> str:
-    """`path` relative to the manifest's folder when it is inside it (the manifest can move with it), else absolute."""
+    """`path` relative to the manifest's folder (the manifest can move with it); fetch refuses paths outside it."""
     try:
         return str(path.resolve().relative_to(base))
     except ValueError:
-        return str(path.resolve())
+        raise ValueError(f"{path} is outside {base}, the manifest's folder, and a manifest may only name files "
+                         f"below its own folder: put the manifest in a folder that holds the run (register "
+                         f"--manifest / manifest_path=)") from None
 
 
 def _run_weights(run: Path) -> Path:
     """The weights to publish from the run's newest checkpoint that verifies (EMA preferred), or a bare run's."""
-    if checkpoint.is_bare_run(run):
-        return run / "model.safetensors"
+    if checkpoint.is_bare_run(run):  # a run folder from elsewhere: its weights must not link outside it
+        return contained(run / "model.safetensors", run, f"{run} model.safetensors")
     ckpt = checkpoint.find_resume(run) if (run / "checkpoints").is_dir() else None
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint that verifies in {run}; train first, or pass the run directory "
@@ -407,6 +455,7 @@ def publish(run_dir: str | Path, name: str, *, dest_dir: str | Path = "checkpoin
     if dtype not in HALF:
         raise ValueError(f"dtype={dtype!r}: use one of {', '.join(HALF)}")
     run, dest, manifest_path = Path(run_dir), Path(dest_dir), Path(manifest_path)
+    plain_name(name, "name", "give a name without '/' or '..' (it names files)")
     config = json.loads((run / "config.json").read_text())
     weights = _run_weights(run)
     target = getattr(torch, HALF[dtype])
@@ -428,7 +477,7 @@ def publish(run_dir: str | Path, name: str, *, dest_dir: str | Path = "checkpoin
         entry["files"] = [{"filename": PRIOR_FILE, **_file_fields(prior, base, url_base)}]
     doc = _read_json(manifest_path) if manifest_path.is_file() else {"version": 1, "checkpoints": []}
     doc["checkpoints"] = [e for e in doc["checkpoints"] if e["name"] != name] + [entry]
-    _validate_doc(doc, str(manifest_path))
+    _validate_doc(doc, str(manifest_path), base)
     _write_atomic(manifest_path, json.dumps(doc, indent=2) + "\n")
     return entry
 
@@ -441,5 +490,4 @@ def _file_fields(path: Path, base: Path, url_base: str) -> dict:
 
 
 def _step_of(run: Path) -> int | None:
-    pointer = run / "latest.json"
-    return json.loads(pointer.read_text()).get("step") if pointer.is_file() else None
+    return (checkpoint.read_pointer(run) or {}).get("step")

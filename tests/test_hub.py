@@ -133,12 +133,12 @@ def cache_files(tmp_path):
 
 def test_url_download_verifies_writes_config_and_reuses_cache(server, sandbox):
     m = manifest(url(server, "good.safetensors"))
-    path = hub.fetch("ckpt", manifest=m)
+    path = hub.fetch("ckpt", manifest=m, allow_http=True)        # the test server is plain http
     assert path == sandbox / "cache" / "ckpt" / "weights.safetensors"
     assert path.read_bytes() == GOOD
     assert json.loads((path.parent / "config.json").read_text()) == {"unet": {"image_size": 32}}
     assert Handler.hits == ["/f/good.safetensors"]
-    assert hub.fetch("ckpt", manifest=m) == path          # cached: hash verifies, no request
+    assert hub.fetch("ckpt", manifest=m, allow_http=True) == path   # cached: hash verifies, no request
     assert Handler.hits == ["/f/good.safetensors"]
 
 
@@ -152,7 +152,7 @@ def test_url_download_verifies_writes_config_and_reuses_cache(server, sandbox):
 ])
 def test_failed_download_names_reason_and_leaves_nothing(server, sandbox, path, reason):
     with pytest.raises(hub.FetchError) as err:
-        hub.fetch("ckpt", manifest=manifest(url(server, path)))
+        hub.fetch("ckpt", manifest=manifest(url(server, path)), allow_http=True)
     assert reason in str(err.value)
     assert f"{server}/f/{path}" in str(err.value)
     assert cache_files(sandbox) == ["ckpt"]                # no partial, temp or config file
@@ -160,7 +160,7 @@ def test_failed_download_names_reason_and_leaves_nothing(server, sandbox, path, 
 
 def test_falls_back_through_sources_in_order(server, sandbox, capsys):
     m = manifest(url(server, "missing"), url(server, "quota"), {"type": "gdrive", "id": "GOODID"})
-    path = hub.fetch("ckpt", manifest=m)
+    path = hub.fetch("ckpt", manifest=m, allow_http=True)
     assert path.read_bytes() == GOOD
     err = capsys.readouterr().err
     assert "source 1/3" in err and "not found" in err and f"trying source 2 (URL {server}/f/quota)" in err
@@ -188,7 +188,7 @@ def test_corrupt_cached_file_is_replaced(server, sandbox):
     target = sandbox / "cache" / "ckpt" / "weights.safetensors"
     target.parent.mkdir(parents=True)
     target.write_bytes(WRONG)
-    assert hub.fetch("ckpt", manifest=manifest(url(server, "good.safetensors"))).read_bytes() == GOOD
+    assert hub.fetch("ckpt", manifest=manifest(url(server, "good.safetensors")), allow_http=True).read_bytes() == GOOD
 
 
 def test_repo_source_relative_to_manifest_folder(sandbox):

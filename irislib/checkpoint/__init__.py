@@ -15,13 +15,13 @@ from .files import DiskFullError, sha256_file
 from .lock import MirrorLease, RunLockedError, run_lock
 from .metrics_log import append_metrics, read_metrics, restore_metrics, truncate_metrics
 from .mirror import Mirror
-from .store import (POINTER, CheckpointError, check_compatible, checkpoint_run_id, explain_disk_full, find_resume, list_checkpoints,
-                    load, load_run, load_run_all, load_trainer_state, prune, recover, resolve, run_id_of, save, verify,
-                    write_config)
+from .store import (POINTER, CheckpointError, UnsafeCheckpointError, check_compatible, checkpoint_run_id,
+                    explain_disk_full, find_resume, list_checkpoints, load, load_run, load_run_all, load_trainer_state,
+                    prune, read_pointer, recover, resolve, run_id_of, save, verify, write_config)
 
 __all__ = ["save", "find_resume", "resolve", "load", "load_run", "load_run_all", "load_trainer_state", "verify",
            "prune", "list_checkpoints", "check_compatible", "CheckpointError", "Mirror", "append_metrics",
            "read_metrics", "restore_metrics", "truncate_metrics", "write_config", "write_sample_grid",
            "attach_prior", "load_prior", "prior_path", "PRIOR_FILE", "write_bare_run", "bare_run_is_current",
            "is_bare_run", "sha256_file", "POINTER", "run_lock", "RunLockedError", "MirrorLease", "DiskFullError",
-           "run_id_of", "checkpoint_run_id", "explain_disk_full", "recover"]
+           "run_id_of", "checkpoint_run_id", "explain_disk_full", "recover", "read_pointer", "UnsafeCheckpointError"]

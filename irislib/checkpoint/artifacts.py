@@ -16,7 +16,7 @@ import torch
 
 from .files import load_tensors, save_tensors, sha256_file, write_bytes, write_json
 from .lock import MirrorLease, RunLockedError
-from .store import MANIFEST, POINTER, find_resume, run_id_of, verify
+from .store import MANIFEST, POINTER, find_resume, read_pointer, run_id_of, verify
 
 PRIOR_FILE = "prior.safetensors"
 
@@ -42,11 +42,9 @@ def add_file(ckpt_dir, name: str, tensors: dict[str, torch.Tensor], metadata: di
     save_tensors(ckpt / name, tensors, metadata)
     sha = sha256_file(ckpt / name)
     write_json(ckpt / MANIFEST, {**manifest, "files": {**manifest["files"], name: sha}})
-    pointer = ckpt.parent.parent / POINTER
-    if pointer.is_file():
-        doc = json.loads(pointer.read_text())
-        if doc.get("dir") == f"checkpoints/{ckpt.name}":
-            write_json(pointer, {**doc, "files": {**doc.get("files", {}), name: sha}})
+    doc = read_pointer(ckpt.parent.parent)
+    if doc is not None and doc.get("dir") == f"checkpoints/{ckpt.name}":
+        write_json(ckpt.parent.parent / POINTER, {**doc, "files": {**doc.get("files", {}), name: sha}})
     return sha
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .files import TMP_TAG, save_tensors, sha256_file, tmp_path, write_bytes, write_json
-from .store import MANIFEST, MODEL_FILE, _publish
+from .store import MANIFEST, MODEL_FILE, _publish, check_names
 
 Source = Path | dict   # a verified file to link or copy in, or a state dict to save as safetensors
 
@@ -28,6 +28,7 @@ def write_bare_run(run_dir, config: dict, files: dict[str, Source], *, metadata:
     run = Path(run_dir)
     if MODEL_FILE not in files:
         raise ValueError(f"a bare run needs {MODEL_FILE} (got {', '.join(files) or 'no files'})")
+    check_names(run, files, f"files of the bare run {run}")  # names from a manifest: each must stay in the run
     run.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path(run)
     try:

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ..config import MODEL_SECTIONS, ConfigError, Experiment
+from ..safepath import UnsafePathError, contained, plain_name
 from .files import (OLD_TAG, TMP_TAG, disk_full_error, fsync_dir, from_plain, is_moved_aside,
                     leftover_removable, load_tensors, save_state, save_tensors, sha256_file, tmp_path, write_bytes,
                     write_json)
@@ -30,6 +31,19 @@ MODEL_FILE, STATE_FILE, MANIFEST, POINTER = "model.safetensors", "trainer_state.
 
 class CheckpointError(ValueError):
     """A checkpoint is damaged, incomplete or unsafe; the message names the file."""
+
+
+class UnsafeCheckpointError(CheckpointError, UnsafePathError):
+    """latest.json or a manifest.json names a file outside its folder (a hostile or foreign run folder)."""
+
+
+@contextlib.contextmanager
+def _unsafe_is_damage():
+    """safepath's refusal as a CheckpointError, so find_resume skips such a checkpoint like a damaged one."""
+    try:
+        yield
+    except UnsafePathError as e:
+        raise UnsafeCheckpointError(str(e)) from None
 
 
 def save(run_dir, state: dict, exp: Experiment, *, keep_last: int | None = None,
@@ -203,7 +217,8 @@ def verify(ckpt_dir) -> dict:
 
 def check_listed(folder: Path, files: dict[str, str]) -> None:
     """Raise CheckpointError naming the first file of `files` (name -> sha256) in `folder` that is missing or
-    differs."""
+    differs; every name is checked to be a file of `folder` before any is read."""
+    check_names(folder, files, f"{Path(folder) / MANIFEST} files")
     for name, expected in files.items():
         path = folder / name
         if not path.is_file():
@@ -212,6 +227,36 @@ def check_listed(folder: Path, files: dict[str, str]) -> None:
         if actual != expected:
             raise CheckpointError(f"{path} fails its sha256 check ({path.stat().st_size} bytes; "
                                   f"expected {expected[:12]}..., got {actual[:12]}...): truncated or altered")
+
+
+def check_names(folder: Path, files, where: str) -> None:
+    """Raise UnsafeCheckpointError unless every key of `files` is a file directly in `folder` (no '..', no
+    absolute path, no symbolic link out of it)."""
+    if not isinstance(files, dict):
+        raise CheckpointError(f"{where}: expected a mapping of file names to sha256, got {type(files).__name__}")
+    with _unsafe_is_damage():
+        for name in files:
+            plain_name(name, where)
+            contained(Path(folder) / name, folder, where)
+
+
+def read_pointer(run_dir) -> dict | None:
+    """run_dir/latest.json with its "dir" and "files" checked (a run folder from Drive is untrusted); None when it
+    is missing or not JSON (checkpoints are found by listing checkpoints/, the pointer only adds information)."""
+    path = Path(run_dir) / POINTER
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict):
+        return None
+    ckpt = doc.get("dir")
+    if ckpt is not None and not (isinstance(ckpt, str) and re.fullmatch(r"checkpoints/step_\d+", ckpt)):
+        raise UnsafeCheckpointError(f"{path} dir={ckpt!r} refused: it must be checkpoints/step_N inside the run "
+                                    f"folder; delete {path} (the checkpoints are found without it)")
+    if "files" in doc:
+        check_names(Path(run_dir) / (ckpt or "."), doc["files"], f"{path} files")
+    return doc
 
 
 def find_resume(run_dir, mirror_dir=None) -> Path | None:
@@ -319,14 +364,7 @@ def run_id_of(run_dir) -> str | None:
     found = list_checkpoints(run)
     if not found:
         return None
-    for path in (run / POINTER, found[0][1] / MANIFEST):
-        try:
-            rid = json.loads(path.read_text()).get("run_id")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if rid:
-            return rid
-    return None
+    return (read_pointer(run) or {}).get("run_id") or checkpoint_run_id(found[0][1]) or None
 
 
 def checkpoint_run_id(ckpt_dir) -> str | None:

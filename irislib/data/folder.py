@@ -23,6 +23,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ..safepath import relative_name
+
 IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
 CACHE_DIRNAME = ".irislib_cache"
 CACHE_VERSION = "1"          # bump when preprocessing changes, so old caches are rebuilt
@@ -97,7 +99,9 @@ def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int) -> np
 
 
 def read_crop_csv(csv_path: str | Path) -> dict[str, tuple[int, int, int]]:
-    """CSV with header file,left,top,size (file relative to the data folder) -> {file: (left, top, size)}."""
+    """CSV with header file,left,top,size (file relative to the data folder) -> {file: (left, top, size)}.
+
+    A crop list may come from someone else: a `file` that is absolute or climbs out with '..' is refused."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"crop CSV {csv_path} (data.crop_csv) does not exist; give a CSV with columns "
@@ -117,7 +121,8 @@ def read_crop_csv(csv_path: str | Path) -> dict[str, tuple[int, int, int]]:
                                  f"got {row}") from None
             if size <= 0:
                 raise ValueError(f"crop CSV {csv_path} line {line}: size={size} must be positive")
-            boxes[Path(row["file"].strip()).as_posix()] = (left, top, size)
+            name = relative_name((row["file"] or "").strip(), f"crop CSV {csv_path} line {line} file")
+            boxes[Path(name).as_posix()] = (left, top, size)
     return boxes
 
 

@@ -143,6 +143,23 @@ def test_crop_csv_errors(tmp_path):
         FolderDataset(tmp_path, 8, crop_csv=tmp_path / "nope.csv")
 
 
+@pytest.mark.parametrize("name, problem", [("../outside.png", "climbs out"), ("sub/../../outside.png", "climbs out"),
+                                           ("{tmp}/outside.png", "absolute"), ("~/outside.png", "home folder"),
+                                           ("..\\outside.png", "climbs out")])
+def test_crop_csv_naming_files_outside_the_data_folder_is_refused(tmp_path, name, problem):
+    """A crop list from someone else names files of the data folder only; the image cache is not written."""
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(data / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "outside.png")
+    csv = tmp_path / "boxes.csv"
+    csv.write_text(f"file,left,top,size\na.png,0,0,8\n{name.format(tmp=tmp_path)},0,0,8\n")
+    with pytest.raises(ValueError) as e:
+        FolderDataset(data, 8, crop_csv=csv, progress=False)
+    assert "\n" not in str(e.value) and "boxes.csv line 3 file=" in str(e.value) and problem in str(e.value)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "boxes.csv", "data", "outside.png"]
+
+
 def test_downscale_is_antialiased(tmp_path):
     checker = ((np.indices((256, 256)).sum(0) % 2) * 255).astype(np.uint8)     # 1-px checkerboard
     x = _load_one(tmp_path, "fine.png", lambda p: Image.fromarray(checker).save(p), size=32)
