@@ -78,11 +78,13 @@ class _Acc:
 def _scan(probe: IrisCodes, gallery: IrisCodes, max_shift: int, threshold: float, *, same: bool = False,
           labels=None, device=None, block: int = 1024, max_pairs: int = 1000) -> dict:
     """Block-wise all pairs (j > i only when `same`): histograms (all, or genuine/impostor by `labels`), pairs
-    below the threshold (closest first, at most max_pairs), and each probe's nearest gallery item."""
+    below the threshold (closest first, at most max_pairs; their count and which items are in one, all of them),
+    and each probe's nearest gallery item."""
     accs = {"all": _Acc()} if labels is None else {"genuine": _Acc(), "impostor": _Acc()}
     nearest = np.full(len(probe), np.nan)
     nearest_idx = np.full(len(probe), -1)
-    pairs = []
+    pairs, n_below = [], 0
+    in_pair = np.zeros(max(len(probe), len(gallery)), bool)
     for i0 in range(0, len(probe), block):
         g0 = i0 if same else 0
         hd, sh = hamming_matrix(probe[i0:i0 + block], gallery[g0:], max_shift, device=device)
@@ -100,19 +102,21 @@ def _scan(probe: IrisCodes, gallery: IrisCodes, max_shift: int, threshold: float
             best = masked[np.arange(len(k)), k]
             nearest[i0:i0 + len(hd)] = np.where(np.isfinite(best), best, np.nan)
             nearest_idx[i0:i0 + len(hd)] = np.where(np.isfinite(best), k + g0, -1)
-        for a, b in zip(*np.nonzero(masked < threshold)):
-            pairs.append((float(hd[a, b]), int(ii[a, 0]), int(jj[0, b]), int(sh[a, b])))
-    pairs.sort()
-    return {"acc": accs, "nearest": nearest, "nearest_idx": nearest_idx, "pairs": pairs[:max_pairs],
-            "n_pairs_below": len(pairs)}
+        a, b = np.nonzero(masked < threshold)
+        n_below += len(a)
+        in_pair[a + i0] = in_pair[b + g0] = True        # (same only: one index space)
+        top = np.lexsort((b, a, masked[a, b]))[:max_pairs]   # a collapsed set has millions: list the closest
+        pairs = sorted(pairs + [(float(hd[x, y]), int(x) + i0, int(y) + g0, int(sh[x, y]))
+                                for x, y in zip(a[top], b[top])])[:max_pairs]
+    return {"acc": accs, "nearest": nearest, "nearest_idx": nearest_idx, "pairs": pairs, "n_pairs_below": n_below,
+            "in_pair": in_pair}
 
 
 def uniqueness(codes: IrisCodes, threshold: float = 0.34, max_shift: int = 8, device=None) -> dict:
     """HD distribution among the codes of one set and its near-duplicate pairs (HD < threshold: mode collapse)."""
     r = _scan(codes, codes, max_shift, threshold, same=True, device=device)
-    involved = {i for _, a, b, _ in r["pairs"] for i in (a, b)}
     return {**r["acc"]["all"].summary(), "near_duplicate_pairs": r["n_pairs_below"],
-            "samples_in_near_duplicates": len(involved),
+            "samples_in_near_duplicates": int(r["in_pair"].sum()),   # all of them, not only the pairs listed
             "pairs": [{"a": a, "b": b, "hd": h, "shift": s} for h, a, b, s in r["pairs"]],
             "histogram": r["acc"]["all"].hist}
 

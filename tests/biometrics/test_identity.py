@@ -47,6 +47,38 @@ def test_near_duplicates_among_generated(sets):
     assert uni["n"] == 6 and uni["samples_in_near_duplicates"] == 2
 
 
+def _codes(seeds, blurred=()):
+    """Codes of synthetic irises (ground-truth boundaries), then blurred copies of the irises at `blurred`."""
+    out = [generate(s, 128) for s in seeds]
+    imgs = [o[0] for o in out] + [gaussian_blur(out[k][0], BLUR_SIGMA_PX) for k in blurred]
+    geo = [o[1] for o in out] + [out[k][1] for k in blurred]
+    codes, found = bm.encode_images(np.stack(imgs), boundaries=[bm.Boundaries.from_geometry(g) for g in geo])
+    assert found.all()
+    return codes
+
+
+def test_no_near_duplicates_among_1035_pairs_of_distinct_irises():
+    uni = bm.uniqueness(_codes(range(1000, 1046)), 0.34)
+    assert uni["n"] == 46 * 45 // 2 == 1035 and uni["near_duplicate_pairs"] == 0
+    assert uni["samples_in_near_duplicates"] == 0 and uni["pairs"] == []
+    assert 0.45 <= uni["mean"] <= 0.50 and uni["histogram"].sum() == 1035
+
+
+def test_near_duplicates_counted_beyond_the_1000_pairs_listed():
+    """Mode collapse: 46 copies of one iris (1035 pairs at HD 0), then an iris, 10 fresh ones and a blurred copy
+    of that iris (its pair, HD ~0.25, is number 1036 by distance: counted and its two samples named, not listed)."""
+    base = _codes([3000, 3001] + list(range(3002, 3012)), blurred=[1])
+    codes = base[[0] * 46 + list(range(1, 13))]
+    uni = bm.uniqueness(codes, 0.34)
+    assert uni["n"] == 58 * 57 // 2 == 1653 and uni["near_duplicate_pairs"] == 1035 + 1
+    assert uni["samples_in_near_duplicates"] == 46 + 2
+    assert len(uni["pairs"]) == 1000 and {p["hd"] for p in uni["pairs"]} == {0.0}
+    # Ordered by HD, then a, then b: pairs (a, b > a) with a < 37 number 45 + 44 + ... + 9 = 999.
+    assert sum(45 - a for a in range(37)) == 999
+    first, last = uni["pairs"][0], uni["pairs"][-1]
+    assert (first["a"], first["b"], last["a"], last["b"]) == (0, 1, 37, 38)
+
+
 def test_unencodable_image_never_matches():
     codes, found = bm.encode_images(np.stack([np.zeros((64, 64)), generate(1, 64)[0]]))
     assert not found[0] and found[1]
