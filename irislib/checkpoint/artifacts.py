@@ -16,7 +16,7 @@ import torch
 
 from .files import load_tensors, save_tensors, sha256_file, write_bytes, write_json
 from .lock import MirrorLease, RunLockedError
-from .store import MANIFEST, POINTER, find_resume, read_pointer, run_id_of, verify
+from .store import MANIFEST, POINTER, check_names, find_resume, read_pointer, run_id_of, verify
 
 PRIOR_FILE = "prior.safetensors"
 
@@ -100,4 +100,7 @@ def prior_path(run_dir, ckpt_dir=None) -> Path | None:
 def load_prior(run_dir, ckpt_dir=None) -> dict[str, torch.Tensor] | None:
     """The prior's state dict, or None when the run has none (prior=normal, or not fitted yet)."""
     path = prior_path(run_dir, ckpt_dir)
-    return load_tensors(path) if path is not None else None
+    if path is None:
+        return None
+    check_names(path.parent, {path.name: None}, f"{path.parent} files")  # e.g. a legacy run's symbolic link
+    return load_tensors(path)

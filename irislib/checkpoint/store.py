@@ -295,9 +295,11 @@ def load(ckpt_dir, map_location="cpu", *, verify_files: bool = True, trainer_sta
     from files."""
     ckpt = Path(ckpt_dir)
     manifest = verify(ckpt) if verify_files else {"step": None}
+    emas = sorted(ckpt.glob("ema_*.safetensors"))  # listed or not: none may link out of the folder
+    check_names(ckpt, dict.fromkeys([MODEL_FILE, STATE_FILE, "config.json"] + [p.name for p in emas]), f"{ckpt} files")
     out = {"dir": ckpt, "exp": Experiment.from_json(ckpt / "config.json"),
            "model": load_tensors(ckpt / MODEL_FILE, map_location),
-           "ema": {p.stem: load_tensors(p, map_location) for p in sorted(ckpt.glob("ema_*.safetensors"))},
+           "ema": {p.stem: load_tensors(p, map_location) for p in emas},
            "trainer": load_trainer_state(ckpt / STATE_FILE, map_location) if trainer_state else None}
     out["step"] = manifest["step"] if manifest["step"] is not None else out["trainer"]["step"]
     out["run_id"] = manifest.get("run_id") if verify_files else checkpoint_run_id(ckpt)
@@ -386,6 +388,7 @@ def load_run_all(run_dir, checkpoint=None) -> tuple[Experiment, dict, dict]:
     if checkpoint is None and not (run / "checkpoints").is_dir() and (run / MODEL_FILE).is_file():
         if (run / MANIFEST).is_file():   # a bare run (hub download, guided import) is checked like a checkpoint
             check_listed(run, json.loads((run / MANIFEST).read_text()).get("files", {}))
+        check_names(run, dict.fromkeys([MODEL_FILE, "config.json"]), f"{run} files")
         return Experiment.from_json(run / "config.json"), load_tensors(run / MODEL_FILE), {}
     ckpt = Path(checkpoint) if checkpoint else resolve(run)
     if ckpt is None:

@@ -97,3 +97,16 @@ def test_a_run_folder_written_by_irislib_passes(run):
         assert checkpoint.read_pointer(run)["dir"] == "checkpoints/step_000002"
         assert checkpoint.run_id_of(run) == "r1"
         assert checkpoint.find_resume(run) == run / "checkpoints" / "step_000002"
+
+
+def test_unlisted_weights_linking_out_of_a_run_are_refused(run, tmp_path):
+    """Files read without being listed (an extra EMA file, a legacy prior) must not link out of the run either."""
+    ckpt = run / "checkpoints" / "step_000002"
+    outside = tmp_path / "weights_elsewhere.safetensors"
+    outside.write_bytes((ckpt / "ema_0.9.safetensors").read_bytes())
+    (ckpt / "ema_0.5.safetensors").symlink_to(outside)       # not in manifest.json: verify() does not see it
+    (run / "prior.safetensors").symlink_to(outside)
+    with pytest.raises(CheckpointError, match="ema_0.5.safetensors' refused: it resolves to .*outside"):
+        checkpoint.load(ckpt)
+    with pytest.raises(CheckpointError, match="prior.safetensors' refused"):
+        checkpoint.load_prior(run, ckpt_dir=run)
