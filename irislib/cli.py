@@ -70,7 +70,10 @@ def cmd_evaluate(args) -> None:
         report = reports.compare(args.unet, args.vae, args.out, strengths=args.strengths, steps=args.steps,
                                   n=args.n, seed=args.seed, reference=args.reference, sampler=args.sampler,
                                   vanilla_unet=args.vanilla_unet, peer_steps=args.peer_steps,
-                                  n_reference=args.n_reference)
+                                  n_reference=args.n_reference, vanilla_budgets=args.vanilla_budgets,
+                                  vanilla_n=args.vanilla_n, rows_from=args.rows_from,
+                                  biometrics=not args.no_biometrics, hd_threshold=args.hd_threshold,
+                                  n_training=args.n_training)
     else:
         if not args.images:
             raise ConfigError("evaluate needs --images DIR (a folder of PNGs) or --unet RUN for the comparison report")
@@ -176,7 +179,13 @@ def _add_sample_command(sub) -> None:
 
 def _add_evaluate_command(sub) -> None:
     """evaluate: metrics of a folder, or the comparison report."""
-    p = sub.add_parser("evaluate", help="pupil-geometry metrics of a folder, or the hybrid-vs-vanilla report")
+    p = sub.add_parser("evaluate", help="pupil-geometry metrics of a folder, or the hybrid-vs-vanilla report",
+                       description="With --unet: the comparison report (report.md/.json, comparison.png with one "
+                       "row of samples per method, metrics.png, strength.png, headline.png): pupil geometry, pupil "
+                       "darkness and KID per method against held-out references, then an ISO/IEC 29794-6 quality "
+                       "section (BIQT-Iris thresholds) and iris-code identity checks (uniqueness, and leakage "
+                       "against --n-training training irises at HD --hd-threshold); --no-biometrics leaves both "
+                       "out. With --images: the pupil metrics of a folder.")
     p.add_argument("--images", help="folder of generated PNGs to measure")
     p.add_argument("--unet", help="diffusion run: with it, write the hybrid-vs-vanilla comparison report")
     p.add_argument("--vae", help="VAE run for the comparison report")
@@ -190,6 +199,17 @@ def _add_evaluate_command(sub) -> None:
                    "sampling, and hybrid at --peer-steps, when --unet is truncated (diffusion.max_strength < 1)")
     p.add_argument("--peer-steps", type=_int_list, help="UNet calls for the full-chain UNet's hybrid rows "
                    "(default: the first --steps value)")
+    p.add_argument("--vanilla-budgets", type=lambda s: [x.strip() for x in s.split(",") if x.strip()], default=[],
+                   help="extra vanilla rows with DDPM over this many respaced steps, e.g. 250,full (full = every "
+                   "timestep: the seed's own sampling)")
+    p.add_argument("--vanilla-n", type=int, help="images for the --vanilla-budgets rows (default --n; the full "
+                   "chain costs about T/20 times a 20-call row)")
+    p.add_argument("--rows-from", help="an earlier report folder: its --vanilla-budgets rows (and grids) are "
+                   "reused instead of drawn again")
+    p.add_argument("--no-biometrics", action="store_true", help="leave out the ISO quality and identity sections")
+    p.add_argument("--hd-threshold", type=float, default=0.34, help="fractional Hamming distance below which a "
+                   "sample counts as a near-duplicate or a possibly memorised training iris")
+    p.add_argument("--n-training", type=int, default=512, help="training irises the leakage check compares with")
     p.add_argument("--n-reference", type=int, default=256, help="reference images (held out from training)")
     p.add_argument("--n", type=int, default=16, help="images per method")
     p.add_argument("--seed", type=int, default=0)

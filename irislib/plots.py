@@ -9,6 +9,7 @@ from . import imageio
 
 PLOT_METRICS = (("ellipse_residual", "ellipse-fit residual (/ radius)"), ("edge_width_px", "pupil edge width (px)"),
                 ("pupil_iris_ratio", "pupil / iris radius"))
+DARKNESS_METRICS = (("pupil_darkness", "pupil grey level (0-255)"), ("iris_pupil_contrast", "iris - pupil (grey levels)"))
 
 
 def _pyplot():
@@ -32,42 +33,102 @@ def strength_lines(summary: list[dict], key: str) -> dict[str, list[tuple[float,
             for (unet, calls), rows in groups.items()}
 
 
-def comparison_figure(report: dict, grids: dict, path: str | Path) -> Path:
-    """Row 1: a grid per method; row 2: metric histograms per method; row 3: medians vs strength."""
+def sample_rows(grids: dict, path: str | Path, names: list[str] | None = None, labels: dict | None = None,
+                per_row: int = 8, tile: int | None = None) -> Path:
+    """One row of `per_row` samples per method, its name on the left: tiles at least 128 px (64 px images are
+    shown twice as big, nearest-neighbour), so a reader sees each pupil."""
+    from PIL import Image, ImageDraw
+    names = list(grids) if names is None else names
+    tile = tile or max(int(grids[names[0]].shape[-1]), 128)
+    label_w, gap = 210, 4
+    canvas = Image.new("RGB" if grids[names[0]].shape[1] == 3 else "L", (label_w + per_row * (tile + gap), len(names) * (tile + gap)), 255)
+    draw = ImageDraw.Draw(canvas)
+    font = _font(15)
+    for r, name in enumerate(names):
+        y = r * (tile + gap)
+        for c, img in enumerate(np.round(imageio.to_numpy01(grids[name][:per_row]) * 255).astype(np.uint8)):
+            canvas.paste(Image.fromarray(img).resize((tile, tile), Image.NEAREST), (label_w + c * (tile + gap), y))
+        for k, line in enumerate(((labels or {}).get(name) or name).split("\n")):
+            draw.text((6, y + tile // 2 - 18 + 19 * k), line, fill="black", font=font)
+    path = Path(path)
+    canvas.save(path)
+    return path
+
+
+def metric_boxes(report: dict, path: str | Path) -> Path:
+    """Per metric, a box per method (median, quartiles, 5-95 %) with the reference's interquartile range shaded:
+    each method on its own line, so 16 methods stay readable."""
     plt = _pyplot()
-    names = list(grids)
-    fig = plt.figure(figsize=(3.2 * max(len(names), 3), 10))
-    gs = fig.add_gridspec(3, max(len(names), len(PLOT_METRICS)))
-    for i, name in enumerate(names):
-        ax = fig.add_subplot(gs[0, i])
-        ax.imshow(np.asarray(imageio.make_grid(grids[name][:16], nrow=4)), cmap="gray", vmin=0, vmax=255)
-        row = report["methods"][name]
-        ax.set_title(f"{name}\nt0={row['t0']}, {row['unet_calls']} UNet calls", fontsize=9)
-        ax.axis("off")
-    for j, (metric, label) in enumerate(PLOT_METRICS):
-        ax = fig.add_subplot(gs[1, j])
-        for name in names:
-            vals = np.asarray(report["methods"][name].get("values", {}).get(metric, []), dtype=float)
-            vals = vals[np.isfinite(vals)]
-            if len(vals):
-                ax.hist(vals, bins=12, histtype="step", label=name)
-        ref = np.asarray(report.get("reference_values", {}).get(metric, []), dtype=float)
-        if len(ref[np.isfinite(ref)]):
-            ax.hist(ref[np.isfinite(ref)], bins=12, histtype="stepfilled", alpha=0.25, color="k", label="reference")
+    names = list(report["methods"])
+    metrics = [(m, lbl) for m, lbl in PLOT_METRICS + DARKNESS_METRICS
+               if any(report["methods"][n].get("values", {}).get(m) for n in names)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.4 * len(metrics) + 2.4, 0.32 * len(names) + 1.6),
+                             sharey=True, squeeze=False)
+    for ax, (metric, label) in zip(axes[0], metrics):
+        data = [_finite(report["methods"][n].get("values", {}).get(metric, [])) for n in names]
+        ax.boxplot([d if len(d) else [np.nan] for d in data], orientation="horizontal", whis=(5, 95), widths=0.6,
+                   showfliers=False)
+        ref = _finite(report.get("reference_values", {}).get(metric, []))
+        if len(ref):
+            ax.axvspan(*np.percentile(ref, [25, 75]), color="tab:green", alpha=0.2, label="reference IQR")
+            ax.axvline(np.median(ref), color="tab:green", lw=1)
         ax.set_xlabel(label, fontsize=9)
-        if j == 0:
-            ax.legend(fontsize=7)
-    for j, (metric, label) in enumerate(PLOT_METRICS):
-        ax = fig.add_subplot(gs[2, j])
+        ax.tick_params(labelsize=8)
+    axes[0][0].set_yticks(range(1, len(names) + 1), names, fontsize=8)
+    axes[0][0].invert_yaxis()
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return Path(path)
+
+
+def strength_figure(report: dict, path: str | Path) -> Path:
+    """Median of each metric against strength, one line per UNet and call budget (legend beside the plots)."""
+    plt = _pyplot()
+    metrics = PLOT_METRICS + tuple(d for d in DARKNESS_METRICS
+                                   if any(r.get(f"{d[0]}_median") is not None for r in report["summary"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 2.5, 3.2), squeeze=False)
+    for ax, (metric, label) in zip(axes[0], metrics):
         for name, pts in strength_lines(report["summary"], f"{metric}_median").items():
             between = any(0 < x < 1 for x, _ in pts)   # only the draft and vanilla: markers, no implied trend
             ax.plot(*zip(*pts), "o-" if between else "o", label=name)
-        ax.set_xlabel("strength (0 = VAE draft, 1 = vanilla)", fontsize=9)
+        ref = report.get("floors", {}).get(f"{metric}_median")
+        if ref is not None:
+            ax.axhline(ref, color="k", ls=":", lw=1, label="reference median")
+        ax.set_xlabel("strength (0 = VAE draft, 1 = vanilla)", fontsize=8)
         ax.set_ylabel(f"median {label}", fontsize=8)
-        if j == 0:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=80)
+        ax.tick_params(labelsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
+    fig.savefig(path, dpi=90)
     plt.close(fig)
+    return Path(path)
+
+
+def comparison_figure(report: dict, grids: dict, path: str | Path) -> Path:
+    """The report's figures: `path` (samples, one row per method), metrics.png and strength.png beside it."""
+    path = Path(path)
+    labels = {n: f"{n}\n{_calls(report['methods'][n])}" for n in grids}
+    sample_rows(grids, path, labels=labels)
+    metric_boxes(report, path.with_name("metrics.png"))
+    strength_figure(report, path.with_name("strength.png"))
     return path
+
+
+def _font(size: int):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)   # Pillow >= 10.1 scales its built-in font
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _calls(row: dict) -> str:
+    return "VAE draft" if not row["unet_calls"] else f"t0={row['t0']}, {row['unet_calls']} calls"
+
+
+def _finite(values) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    return v[np.isfinite(v)]

@@ -1,0 +1,89 @@
+"""The comparison report's vanilla budgets (respaced and full-chain DDPM), reused rows, targets and figures."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from irislib import cli, pipeline, report
+from irislib.config import ConfigError
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory, small_exp):
+    root = tmp_path_factory.mktemp("pair")
+    exp = small_exp({"train.max_steps": 2, "diffusion.diffusion_steps": 40})
+    return pipeline.train_vae(exp, root / "vae", progress=False), pipeline.train_diffusion(exp, root / "unet",
+                                                                                          progress=False)
+
+
+def _compare(pair, out, **kw):
+    vae, unet = pair
+    return report.compare(unet, vae, out, strengths=(0.5,), steps=3, n=3, reference="synthetic:8", n_reference=8,
+                          biometrics=False, **kw)
+
+
+def test_vanilla_budgets_add_ddpm_rows_with_their_calls_and_time_per_image(pair, tmp_path):
+    rep = _compare(pair, tmp_path / "r", vanilla_budgets=("10", "full"), vanilla_n=2)
+    rows = {r["method"]: r for r in rep["summary"]}
+    assert rows["vanilla_10"]["unet_calls"] == 10 and rows["vanilla_full"]["unet_calls"] == 40   # T = 40
+    assert rows["vanilla_full"]["t0"] == 39 and rows["vanilla_full"]["n"] == 2 and rows["vanilla_3"]["n"] == 3
+    assert rep["methods"]["vanilla_full"]["sampler"] == "ddpm" and rep["methods"]["vanilla_3"]["sampler"] == "ddim"
+    assert all(r["seconds_per_image"] > 0 for r in rep["summary"] if r["unet_calls"])
+    # the full chain costs about T/3 times a 3-call row per image
+    assert rows["vanilla_full"]["seconds_per_image"] > 3 * rows["vanilla_3"]["seconds_per_image"]
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| vanilla_full | shipped | 1 | 39 | 40 | 2 |" in md
+    for name in ("comparison.png", "metrics.png", "strength.png", "headline.png"):
+        assert Image.open(tmp_path / "r" / name).size[0] > 300
+    assert Image.open(tmp_path / "r" / "grid_vanilla_full.png").size == (2 * 34 + 2, 34 + 2)   # 32 px, 2 px pad
+    # the README's picture: reference, drafts, vanilla at its longest chain, hybrid at <= 20 calls
+    assert report.headline_rows(rep) == ["vae_draft", "vanilla_full", "hybrid_s0.5_3"]
+    assert Image.open(tmp_path / "r" / "headline.png").size[1] >= 4 * 128
+
+
+def test_rows_from_an_earlier_report_are_reused_with_their_images(pair, tmp_path):
+    first = _compare(pair, tmp_path / "a", vanilla_budgets=("full",), vanilla_n=2)
+    again = _compare(pair, tmp_path / "b", vanilla_budgets=("full",), rows_from=tmp_path / "a")
+    assert again["methods"]["vanilla_full"] == json.loads((tmp_path / "a" / "report.json").read_text())[
+        "methods"]["vanilla_full"]
+    assert any("vanilla_full: read from" in n for n in again["notes"])
+    a = np.asarray(Image.open(tmp_path / "a" / "grid_vanilla_full.png"))
+    b = np.asarray(Image.open(tmp_path / "b" / "grid_vanilla_full.png"))
+    assert np.array_equal(a, b)                                   # the grid split and re-tiled is the same picture
+    assert first["methods"]["hybrid_s0.5_3"]["kid"] == again["methods"]["hybrid_s0.5_3"]["kid"]
+
+
+def test_bad_budgets_and_missing_reports_are_one_clear_error(pair, tmp_path):
+    with pytest.raises(ConfigError, match="--vanilla-budgets 'fast'"):
+        _compare(pair, tmp_path / "x", vanilla_budgets=("fast",))
+    with pytest.raises(ConfigError, match="--vanilla-budgets '400'.*between 1 and 40"):
+        _compare(pair, tmp_path / "x", vanilla_budgets=("400",))
+    with pytest.raises(ConfigError, match="--rows-from .*no report.json"):
+        _compare(pair, tmp_path / "x", vanilla_budgets=("10",), rows_from=tmp_path / "nothing")
+
+
+def test_targets_compare_each_hybrid_row_with_the_reference():
+    floors = {"ellipse_residual_median": 0.02, "ellipse_residual_p90": 0.04, "edge_width_px_median": 1.0,
+              "pupil_darkness_median": 20.0, "found_rate": 0.96}
+    good = {"method": "hybrid_s0.5_20", "unet_calls": 20, "ellipse_residual_median": 0.026,
+            "ellipse_residual_p90": 0.05, "edge_width_px_median": 1.3, "pupil_iris_ratio_w1": 0.03,
+            "pupil_darkness_median": 24.9, "found_rate": 0.93, "kid": 0.01}
+    bad = {**good, "method": "hybrid_s0.3_20", "ellipse_residual_median": 0.0261, "ellipse_residual_p90": 0.0521,
+           "edge_width_px_median": 1.31, "pupil_iris_ratio_w1": 0.031, "pupil_darkness_median": 14.9,
+           "found_rate": 0.99 + 0.0001, "kid": 0.0101}
+    out = report.check_targets({"floors": floors, "summary": [good, bad, {**bad, "method": "vanilla_20"},
+                                                              {**bad, "method": "hybrid_s0.5_50", "unet_calls": 50}]})
+    met = {(t["method"], t["metric"]): t["met"] for t in out}
+    assert {m for m, _ in met} == {"hybrid_s0.5_20", "hybrid_s0.3_20"}   # hybrid rows at <= 20 calls only
+    assert all(v for (m, _), v in met.items() if m == "hybrid_s0.5_20") and len(met) == 14
+    assert not any(v for (m, _), v in met.items() if m == "hybrid_s0.3_20")
+
+
+def test_evaluate_help_names_the_sections_and_their_switches(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for words in ("ISO/IEC 29794-6 quality", "identity checks", "--no-biometrics", "--hd-threshold",
+                  "--vanilla-budgets", "--rows-from"):
+        assert words in text
