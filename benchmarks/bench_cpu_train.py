@@ -7,6 +7,7 @@ guided-diffusion's UNetModel (guided-diffusion-sdk) with the same flags and weig
 
     python benchmarks/bench_cpu_train.py --threads 2 --repeats 6
     python benchmarks/bench_cpu_train.py --threads 1 --compile     # adds torch.compile (inductor; slow to build)
+    python benchmarks/bench_cpu_train.py --preset cpu-128 --threads 1 --patch 64   # + the patch-training lever
 """
 from __future__ import annotations
 
@@ -55,8 +56,9 @@ def _guided_unet(cfg):
     return peer
 
 
-def variants(exp, batch: int, compile_: bool) -> dict:
-    """name -> step closure: VAE and UNet, NCHW vs channels_last (+ compile), and guided-diffusion's UNet."""
+def variants(exp, batch: int, compile_: bool, patch: int = 0) -> dict:
+    """name -> step closure: VAE and UNet, NCHW vs channels_last (+ compile, + a step on patch x patch crops as
+    train.patch_size feeds it), and guided-diffusion's UNet."""
     size = exp.unet.image_size
     out = {}
     for kind, build in (("vae", lambda: VAE(exp.vae)), ("unet", lambda: UNet(exp.unet))):
@@ -66,6 +68,9 @@ def variants(exp, batch: int, compile_: bool) -> dict:
         if compile_:
             torch.manual_seed(0)
             out[f"{kind} channels_last+compile"] = _step_fn(torch.compile(build()), kind, batch, size, True)
+    if patch:
+        torch.manual_seed(0)
+        out[f"unet channels_last+patch{patch}"] = _step_fn(UNet(exp.unet), "unet", batch, patch, True)
     torch.manual_seed(0)
     out["unet guided-diffusion NCHW"] = _step_fn(_guided_unet(exp.unet), "unet", batch, size, False)
     return out
@@ -95,11 +100,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compile", action="store_true", help="add torch.compile variants (inductor)")
+    p.add_argument("--patch", type=int, default=0, help="add a UNet step on crops of this side (train.patch_size)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     exp = presets.get(args.preset)
-    res = measure(variants(exp, args.batch, args.compile), args.repeats)
+    res = measure(variants(exp, args.batch, args.compile, args.patch), args.repeats)
     print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
           f"batch {args.batch}, preset {args.preset}, repeats {args.repeats}")
     print("| variant | ms/step wall | ms/step CPU | first step s | speed-up vs NCHW (wall) |")
