@@ -20,6 +20,8 @@ setup(
         "matplotlib>=3.5",     # report figures (preinstalled in Colab)
     ],
     extras_require={
+        # MITRE BIQT-Iris's quality measures (its Python port, Apache-2.0): quality_report(..., backend="biqt").
+        "biqt": ["iris-iqm>=1.1"],
         # Local Jupyter: JupyterLab 4 and Notebook 7 render only ipywidgets 8 (jupyterlab_widgets 3), so >=8.
         # Colab is not asked to take this extra: its front end renders only its own ipywidgets 7.7.1, and the
         # notebooks' Colab setup cell installs plain irislib, which needs no ipywidgets at all (irislib.ui works

@@ -6,10 +6,10 @@ from .figures import hd_histogram_figure, pairs_figure
 from .identity import d_prime, encode_images, genuine_impostor, hd_stats, leakage, uniqueness
 from .match import hamming_matrix, hamming_pair, hamming_reference
 from .normalize import Boundaries, fit_boundaries, rubber_sheet
-from .quality import THRESHOLDS, QualityComponents, quality_components, quality_report
+from .quality import THRESHOLDS, QualityComponents, biqt_components, quality_components, quality_report
 from .reports import identity_report, subject_labels
 
-__all__ = ["Boundaries", "IrisCodeSpec", "IrisCodes", "QualityComponents", "THRESHOLDS", "d_prime",
+__all__ = ["Boundaries", "IrisCodeSpec", "IrisCodes", "QualityComponents", "THRESHOLDS", "biqt_components", "d_prime",
            "encode_images", "encode_strips", "fit_boundaries", "genuine_impostor", "hamming_matrix", "hamming_pair",
            "hamming_reference", "hd_histogram_figure", "hd_stats", "identity_report", "leakage", "pack",
            "pairs_figure", "quality_components", "quality_report", "rubber_sheet", "subject_labels", "unpack",

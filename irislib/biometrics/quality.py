@@ -1,7 +1,10 @@
 """ISO/IEC 29794-6 iris image quality components from irislib's pupil and iris fits, and BIQT-style pass shares.
 
-Formulas (ISO/IEC 29794-6:2015 §6.2 as implemented by MITRE BIQT-Iris; grey levels in 8-bit units; P, I, S are
-medians of pupil, iris and sclera pixels next to the respective boundaries):
+Formulas (ISO/IEC 29794-6:2015 §6.2; grey levels in 8-bit units; P, I, S are medians of pupil, iris and sclera
+pixels next to the respective boundaries). Checked against MITRE BIQT-Iris (its port iris-iqm, also offered as
+backend="biqt"): the same on the geometric components and the iris-sclera contrast given the same circles; BIQT
+takes I for the iris-pupil contrast from outside the limbus, never lets the right/bottom margins limit, and takes
+grey-scale utilisation and sharpness (a 9x9 Laplacian) over the whole image, so those differ:
   usable_iris_area      100 * usable iris pixels / annulus pixels (eyelids, lashes, glints removed; the annulus
                         includes its part outside the image, which is never usable)
   iris_sclera_contrast  100 * (S - I) / (S + I - 2P), 0 if negative
@@ -169,6 +172,31 @@ def quality_components(image, boundaries: Boundaries | None = None, *, capture_s
         sharpness=sharpness(img, box))
 
 
+# Our component -> (field of iris-iqm's result dict, factor to our units).
+BIQT_FIELDS = {"usable_iris_area": ("usable_iris_area_percent", 1.0),
+               "iris_sclera_contrast": ("iso_iris_sclera_contrast", 1.0),
+               "iris_pupil_contrast": ("iso_iris_pupil_contrast", 1.0),
+               "pupil_boundary_circularity": ("iso_pupil_boundary_circularity", 1.0),
+               "grey_scale_utilisation": ("iso_greyscale_utilization", 1.0), "iris_radius": ("iris_diameter", 0.5),
+               "pupil_iris_ratio": ("iris_pupil_ratio", 100.0),
+               "iris_pupil_concentricity": ("iso_iris_pupil_concentricity", 1.0),
+               "margin_adequacy": ("iso_margin_adequacy", 1.0), "sharpness": ("iso_sharpness", 1.0)}
+
+
+def biqt_components(image, *, capture_scale: float = 1.0) -> QualityComponents:
+    """The same components from MITRE BIQT-Iris's own segmentation and formulas, through its Python port iris-iqm
+    (optional: pip install iris-iqm). BIQT refuses images under 256 x 256 px (found=False, NaN)."""
+    try:
+        import iris_iqm
+    except ImportError as e:
+        raise ImportError(f"the BIQT-Iris quality backend needs iris-iqm (pip install iris-iqm): {e}") from None
+    r = iris_iqm.evaluate_array(np.round(to_unit_image(image) * 255).astype(np.uint8)).to_dict()
+    if r["error_code"] != 0 or not r["iris_diameter"]:
+        return QualityComponents()
+    comps = {c: k * float(r[f]) for c, (f, k) in BIQT_FIELDS.items()}
+    return QualityComponents(found=True, **{**comps, "iris_radius": comps["iris_radius"] * capture_scale})
+
+
 def passes(name: str, values: np.ndarray) -> np.ndarray:
     """Which values meet the recommended value of component `name` (NaN fails)."""
     lo, hi, inclusive = THRESHOLDS[name]
@@ -177,15 +205,22 @@ def passes(name: str, values: np.ndarray) -> np.ndarray:
     return ok & (v <= hi) if hi is not None else ok
 
 
-def quality_report(images01, boundaries: list | None = None, *, capture_scale: float = 1.0) -> dict:
+def quality_report(images01, boundaries: list | None = None, *, capture_scale: float = 1.0,
+                   backend: str = "irislib") -> dict:
     """Per-set quality: for each component mean, sd, 5/50/95th percentiles and (where BIQT or ISO recommends a
     value) the share passing; plus the share found and the share passing all BIQT-Iris thresholds (usable area
-    and radius, ISO's, are reported separately: the radius fails below 160 px across at capture resolution)."""
+    and radius, ISO's, are reported separately: the radius fails below 160 px across at capture resolution).
+    backend "biqt" measures with BIQT-Iris instead (biqt_components; it segments the images itself)."""
     imgs = np.asarray(images01)
     if imgs.ndim != 3 or len(imgs) == 0:
         raise ValueError(f"images01 has shape {imgs.shape}; pass a non-empty stack [N, H, W] in [0, 1]")
-    comps = [quality_components(im, None if boundaries is None else boundaries[k], capture_scale=capture_scale)
-             for k, im in enumerate(imgs)]
+    if backend not in ("irislib", "biqt") or (backend == "biqt" and boundaries is not None):
+        raise ValueError(f"backend={backend!r}: use 'irislib' or 'biqt' (which takes no boundaries)")
+    if backend == "biqt":
+        comps = [biqt_components(im, capture_scale=capture_scale) for im in imgs]
+    else:
+        comps = [quality_components(im, None if boundaries is None else boundaries[k], capture_scale=capture_scale)
+                 for k, im in enumerate(imgs)]
     table = {c: np.array([getattr(q, c) for q in comps], float) for c in COMPONENTS}
     out = {"n": len(comps), "found_share": float(np.mean([q.found for q in comps])), "components": {},
            "per_image": [q.as_dict() for q in comps]}

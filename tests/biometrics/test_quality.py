@@ -1,5 +1,7 @@
 """Quality components on constructed eyes whose contrast, circularity, margins and grey levels are known."""
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -122,3 +124,52 @@ def test_quality_report_pass_shares():
     assert comp["pupil_iris_ratio"]["threshold"] == ">= 20 and <= 70"
     with pytest.raises(ValueError, match="images01"):
         quality_report(np.zeros((4, 4)))
+
+
+def _fake_iris_iqm(result: dict, seen: list):
+    """A stand-in for iris-iqm's module: evaluate_array records its input and returns `result` as to_dict()."""
+    def evaluate_array(img):
+        seen.append(img)
+        return types.SimpleNamespace(to_dict=lambda: dict(result))
+    return types.SimpleNamespace(evaluate_array=evaluate_array)
+
+
+BIQT_RESULT = {"error_code": 0, "iris_diameter": 200, "iris_pupil_ratio": 0.4, "usable_iris_area_percent": 80,
+               "iso_iris_sclera_contrast": 37.4, "iso_iris_pupil_contrast": 78.4,
+               "iso_pupil_boundary_circularity": 97.7, "iso_greyscale_utilization": 7.16, "iso_iris_pupil_concentricity": 93.6, "iso_margin_adequacy": 40.4,
+               "iso_sharpness": 35.8}
+
+
+def test_biqt_backend_takes_each_component_from_iris_iqm(monkeypatch):
+    seen = []
+    monkeypatch.setitem(sys.modules, "iris_iqm", _fake_iris_iqm(BIQT_RESULT, seen))
+    c = q.biqt_components(np.full((256, 256), 0.5), capture_scale=2.0)
+    assert seen[0].dtype == np.uint8 and seen[0].shape == (256, 256) and seen[0][0, 0] == 128   # 8-bit, as BIQT
+    assert c.found and c.iris_radius == 200.0 and c.pupil_iris_ratio == pytest.approx(40.0)   # 100 px x 2
+    assert (c.usable_iris_area, c.iris_sclera_contrast, c.iris_pupil_contrast, c.pupil_boundary_circularity,
+            c.grey_scale_utilisation, c.iris_pupil_concentricity, c.margin_adequacy, c.sharpness) == \
+        (80, 37.4, 78.4, 97.7, 7.16, 93.6, 40.4, 35.8)
+    rep = quality_report(np.full((2, 256, 256), 0.5), backend="biqt")
+    assert rep["found_share"] == 1.0 and rep["components"]["pupil_iris_ratio"]["mean"] == pytest.approx(40.0)
+    monkeypatch.setitem(sys.modules, "iris_iqm", _fake_iris_iqm({**BIQT_RESULT, "error_code": -3}, seen))
+    refused = q.biqt_components(np.zeros((128, 128)))
+    assert not refused.found and math.isnan(refused.usable_iris_area)
+    with pytest.raises(ValueError, match="takes no boundaries"):
+        quality_report(np.zeros((1, 256, 256)), [None], backend="biqt")
+
+
+def test_biqt_backend_without_iris_iqm_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "iris_iqm", None)            # import iris_iqm raises ImportError
+    with pytest.raises(ImportError, match=r"needs iris-iqm \(pip install iris-iqm\)"):
+        quality_report(np.zeros((1, 256, 256)), backend="biqt")
+
+
+def test_biqt_backend_on_a_constructed_eye():
+    pytest.importorskip("iris_iqm", reason="optional: pip install iris-iqm")
+    img, _ = _eye(320, 320, 159.5, 159.5, 40.0, 100.0)
+    c = q.biqt_components(img)
+    assert c.found and c.pupil_iris_ratio == pytest.approx(40.0, abs=3) and c.iris_radius == pytest.approx(100, abs=6)
+    assert c.iris_sclera_contrast == pytest.approx(100 * (S - I) / (S + I - 2 * P), abs=0.5)        # as ours: 41.7
+    # BIQT takes its "iris" grey level for this one from a ring at 1.1-1.2 iris radii, i.e. the sclera: 81.9, not
+    # the 65.1 of the iris next to the pupil (ours).
+    assert c.iris_pupil_contrast == pytest.approx(q.iris_pupil_contrast(S, P), abs=0.5)
