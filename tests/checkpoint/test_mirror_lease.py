@@ -8,6 +8,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,6 +114,24 @@ def test_a_dead_holder_whose_clock_ran_an_hour_fast_is_taken_over_after_lease_s_
     assert json.loads((mirror / lock.MIRROR_LOCK).read_text())["writer"] == files.writer_tag()
     lease.release()
     assert not (mirror / lock.MIRROR_LOCK).exists()
+
+
+def test_an_empty_lease_from_a_creator_killed_on_a_fast_clock_is_taken_over(tmp_path, monkeypatch):
+    """Created (O_EXCL) but never written by a session on another machine whose clock ran an hour fast: its mtime
+    says it is younger than the write grace for an hour; this machine's own watch says it is not."""
+    monkeypatch.setattr(lock, "WRITE_GRACE_S", 0.5)
+    mirror = tmp_path / "drive"
+    mirror.mkdir()
+    (mirror / lock.MIRROR_LOCK).write_text("")
+    future = time.time() + 3600
+    os.utime(mirror / lock.MIRROR_LOCK, (future, future))
+    got = []
+    taker = threading.Thread(target=lambda: got.append(checkpoint.MirrorLease(mirror).acquire()), daemon=True)
+    taker.start()
+    taker.join(timeout=30)
+    assert got, "an empty lease with a future mtime was waited for as if it were being written"
+    assert json.loads((mirror / lock.MIRROR_LOCK).read_text())["writer"] == files.writer_tag()
+    got[0].release()
 
 
 def test_a_taken_over_lease_is_lost_when_its_holder_comes_back(tmp_path, short_lease):
