@@ -1,7 +1,8 @@
 """Set-level pupil geometry: measure many images, summarise each metric, compare two sets by Wasserstein-1.
 
 The per-image numbers come from `measure_pupil`; a generated set is judged by how far each metric's distribution
-lies from the reference set's (e.g. ellipse_residual and edge_width_px of real or synthetic eyes).
+lies from the reference set's (e.g. ellipse_residual and edge_width_px of real or synthetic eyes; pupil_darkness and
+iris_pupil_contrast in grey levels 0..255, so a pupil lighter than the data's shows as a W1 in grey levels).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .pupil import MEASURE_NAMES, measure_pupil
 
 # Metrics compared between sets (positions cx, cy, angle depend on framing, not on quality).
 COMPARED = ("axis_ratio", "ellipse_residual", "edge_width_px", "edge_width_p90_px", "outlier_fraction",
-            "pupil_radius", "iris_radius", "pupil_iris_ratio", "concentricity")
+            "pupil_radius", "iris_radius", "pupil_iris_ratio", "concentricity", "pupil_darkness", "iris_pupil_contrast")
 
 
 def _as_image_list(images) -> list:

@@ -1,14 +1,17 @@
 """Pupil and iris geometry of one NIR eye image: segmentation, sub-pixel boundary, ellipse fit, edge width, limbus,
 and the decision whether the dark region found is a pupil at all.
 
-Pipeline (numpy only): normalise to [0, 1] -> up to 3 dark, compact, central candidates (`segment.py`) -> for each:
+Pipeline (numpy only): normalise to [0, 1] -> up to 4 dark, compact, central candidates (`segment.py`) -> for each:
 cast rays from its centre and take the 50 % crossing between the pupil level and the local iris level on each
-(bilinear samples, linear interpolation) -> drop rays that touch a glint -> robust direct least-squares ellipse
-(Halir & Flusser 1998, seeded by a RANSAC circle) -> re-cast from the ellipse centre -> erf step fitted to the median
-radial profile of the pixels around the traced boundary (`edge.py`: the edge width, no plateau ceiling) -> re-cast
-with the fitted levels and reach. The limbus is the strongest sustained brightening beyond the pupil on the rays
-within 60 degrees of horizontal (eyelids hide top and bottom); a seeded RANSAC circle drops eyelid crossings.
-`PUPIL_TESTS` then decide found: a fuzzy blob, a lumpy clover or the whole iris is measured but not a pupil.
+(bilinear samples, linear interpolation) -> drop rays that touch a glint, set aside rays that end on something
+bright (an eyelid: occluded) -> robust direct least-squares ellipse (Halir & Flusser 1998, seeded by a RANSAC
+circle) -> re-cast from the ellipse centre -> erf step fitted to the median radial profile of the pixels around the
+traced boundary (`edge.py`: the edge width, no plateau ceiling) -> re-cast with the fitted levels and reach ->
+pupil and iris grey levels from the pixels inside and just outside the ellipse. The limbus is the strongest
+sustained brightening beyond the pupil on the rays within 60 degrees of horizontal (eyelids hide top and bottom); a
+seeded RANSAC circle drops eyelid crossings.
+`PUPIL_TESTS` then decide found: a fuzzy blob, a lumpy clover or the whole iris is measured but not a pupil. How
+dark the pupil is does not decide found (a lighter pupil is still a pupil); pupil_darkness reports it.
 """
 from __future__ import annotations
 
@@ -33,7 +36,16 @@ NAN = float("nan")
 
 @dataclass
 class PupilMeasurement:
-    """Geometry of one image in pixel coordinates (x right, y down); all NaN and found=False if no pupil."""
+    """Geometry and levels of one image in pixel coordinates (x right, y down); all NaN and found=False if no pupil.
+
+    Grey levels are of the image scaled to [0, 1] by `to_unit_image`, times 255 (uint8 input: its own values).
+    The levels use only the visible sectors: rays that cross a valid edge that is not occluded, glint pixels out.
+    pupil_darkness: median of the pixels inside the fitted ellipse shrunk by the edge's 10-90 % width (at least
+        1 px, so the blurred rise does not count), no brighter than the fitted iris plateau (so an eyelid the rays
+        did not flag does not count).
+    iris_pupil_contrast: median of the pixels in a ring from that same distance outside the ellipse, max(2,
+        0.25 pupil_radius) px wide (the iris next to the pupil), minus pupil_darkness.
+    """
     found: bool = False
     cx: float = NAN                  # pupil ellipse centre
     cy: float = NAN
@@ -45,20 +57,25 @@ class PupilMeasurement:
     inlier_residual: float = NAN     # the same over the points kept by the fit (lashes, a local smear left out)
     edge_width_px: float = NAN       # 10-90 % rise of the erf step fitted to the median radial edge profile
     edge_width_p90_px: float = NAN   # 90th percentile over 16 sectors of the same (local bleeding shows here first)
-    outlier_fraction: float = NAN    # share of glint-free boundary points left out of the ellipse fit
+    outlier_fraction: float = NAN    # share of the visible glint-free boundary points left out of the ellipse fit
+    occluded_fraction: float = NAN   # share of the rays whose edge is an eyelid over or at the pupil (`_occluded`)
     pupil_radius: float = NAN        # equal-area radius sqrt(a * b) (the generator's definition)
     iris_cx: float = NAN             # limbus circle
     iris_cy: float = NAN
     iris_radius: float = NAN
     pupil_iris_ratio: float = NAN    # pupil_radius / iris_radius
     concentricity: float = NAN       # |pupil centre - iris centre| / iris_radius
+    pupil_darkness: float = NAN      # pupil grey level 0..255 (see the class docstring)
+    iris_pupil_contrast: float = NAN  # iris grey level just outside the pupil - pupil_darkness, 0..255
     edge_contrast: float = NAN       # iris plateau - pupil level of the fitted edge (image scaled to [0, 1])
-    edge_depth: float = NAN          # edge_contrast / iris plateau: 1 = black pupil, ~0.4 = iris on sclera
+    edge_depth: float = NAN          # edge_contrast / iris plateau: 1 = black pupil (no longer a found test)
     edge_fit_rms: float = NAN        # RMS misfit of that erf step / edge_contrast (a halo is a second step)
+    interior_gradient: float = NAN   # (median of the outer - of the inner half, by distance to the ellipse, of the
+                                     # pixels pupil_darkness uses) / edge_contrast: ~0 flat floor, > 0 a dark spot
     fill: float = NAN                # share of the ellipse's glint-free pixels darker than the edge midpoint
     core: float = NAN                # share of them within 30 % of the contrast of the pupil level (uniformly dark)
     spill: float = NAN               # share of a ring just outside the edge darker than the midpoint (lumps, halo)
-    ray_fraction: float = NAN        # share of the rays that cross a valid edge
+    ray_fraction: float = NAN        # share of the rays that cross a valid, not occluded edge
     n_points: int = 0                # boundary points used for the ellipse
     rejected: str = ""               # why a measured dark region is not a pupil ("" if found or nothing measured)
 
@@ -208,13 +225,14 @@ def _cast(img, glint, cx, cy, th, r_max, step=STEP_PX):
 
 
 def _pupil_boundary(img, glint, cx, cy, r0, pupil_level, iris_level, n_rays, sigma=0.0):
-    """Boundary points seen from (cx, cy) -> (angles, r50, x, y, widths) of the valid rays, or None."""
+    """Boundary points seen from (cx, cy) -> (angles, r50, x, y, widths, level past the edge) of the valid rays,
+    or None."""
     th, rr, prof, g = _cast(img, glint, cx, cy, n_rays, 2.5 * r0 + 12 + 8 * sigma)
-    ok, r50, width, _ = _edges(prof, g, rr, pupil_level, iris_level, r0, sigma)
+    ok, r50, width, lvl = _edges(prof, g, rr, pupil_level, iris_level, r0, sigma)
     if not ok.any():
         return None
-    th, r50, width = th[ok], r50[ok], width[ok]
-    return th, r50, cx + r50 * np.cos(th), cy + r50 * np.sin(th), width
+    th, r50, width, lvl = th[ok], r50[ok], width[ok], lvl[ok]
+    return th, r50, cx + r50 * np.cos(th), cy + r50 * np.sin(th), width, lvl
 
 
 def _fit_robust(x, y, r_scale):
@@ -290,14 +308,34 @@ def _iris_circle(img, glint, ell, edge_width, n_rays):
 
 
 def _ellipse_pass(img, glint, cx, cy, r0, levels, n_rays, sigma):
-    """One ray pass from (cx, cy) and the robust ellipse fit -> (ellipse, inlier mask, boundary) or None."""
+    """One ray pass from (cx, cy) and the robust ellipse fit of the visible rays -> (ellipse, inlier mask,
+    boundary, occluded mask) or None; occluded rays are never inliers."""
     bnd = _pupil_boundary(img, glint, cx, cy, r0, *levels, n_rays, sigma)
     if bnd is None or len(bnd[0]) < max(8, 0.3 * n_rays):
         return None
-    ell, keep = _fit_robust(bnd[2], bnd[3], r0)
+    occ = _occluded(bnd[5], levels[0])
+    if (~occ).sum() < 8:
+        return None
+    ell, keep = _fit_robust(bnd[2][~occ], bnd[3][~occ], r0)
     if ell is None or not (0 <= ell[0] < img.shape[1] and 0 <= ell[1] < img.shape[0]) or ell[2] > max(img.shape):
         return None
-    return ell, keep, bnd
+    inlier = np.zeros(len(occ), bool)
+    inlier[~occ] = keep
+    return ell, inlier, bnd, occ
+
+
+def _occluded(outer_level, pupil_level):
+    """Rays whose edge is something bright lying over or against the pupil (an eyelid) [N]: brighter past the
+    crossing than the median ray by a fifth of the pupil-iris contrast (iris texture stays well within that).
+    Their crossing is the eyelid's or pulled towards it, so they are no evidence for or against an ellipse, and
+    their sectors stay out of the region shares and levels: skin is neither pupil nor iris."""
+    iris = float(np.median(outer_level))
+    return outer_level > iris + 0.2 * (iris - pupil_level)
+
+
+def _rays(bnd, sel):
+    """The boundary tuple restricted to the rays in sel."""
+    return tuple(v[sel] for v in bnd)
 
 
 def _edge_pixels(img, glint, ell, bnd, n_rays):
@@ -322,15 +360,6 @@ def _edge_pixels(img, glint, ell, bnd, n_rays):
     return {"d": rho - rb, "d_ell": rho - _ellipse_radius(ell, th), "v": img[sel], "th": th}
 
 
-def _edge_widths(px, r0, sigma0, sectors=True):
-    """Erf fit to the median radial profile (see `fit_edge_profile`) and the per-sector widths -> (fit, widths)."""
-    fit = fit_edge_profile(px["d"], px["v"], r0, sigma0)
-    if fit is None or not sectors:
-        return fit, np.full(N_SECTORS, np.nan)
-    sector = np.floor((px["th"] + math.pi) / (2 * math.pi) * N_SECTORS).astype(int) % N_SECTORS
-    return fit, sector_widths(px["d"], px["v"], sector, fit, N_SECTORS, r0)
-
-
 def _region_shares(px, fit, r0):
     """(fill, core, spill): shares of pixels darker than the edge midpoint inside the ellipse (short of the edge's
     rise), of those near the pupil level, and of dark ones in a ring just outside. A pupil is a uniformly dark
@@ -346,57 +375,100 @@ def _region_shares(px, fit, r0):
     return float(dark[inner].mean()), float(deep[inner].mean()), float(dark[outer].mean()) if outer.any() else NAN
 
 
-def _measure_blob(img, blob, n_rays) -> PupilMeasurement | None:
-    """Ellipse, edge and iris circle of the dark region `blob` (found stays False: see `pupil_verdict`), or None
-    if it has no measurable edge."""
+def _pupil_and_iris_levels(px, fit, r0):
+    """(pupil, iris, interior gradient) from the pixels of the visible sectors, levels in [0, 1]: the median inside
+    the ellipse shrunk by the edge's 10-90 % width (at least 1 px; the blurred rise stays out) of the pixels no
+    brighter than the iris plateau p + c (an eyelid the rays did not flag), and the median of a ring max(2, 0.25 r)
+    px wide starting as far outside; the gradient is defined at `PupilMeasurement.interior_gradient`."""
+    shrink = max(1.0, fit["width"])
+    inner = (px["d_ell"] <= -shrink) & (px["v"] <= fit["p"] + fit["c"])
+    if inner.sum() < 3:                          # a tiny or very soft pupil: its centre pixels must do
+        inner = px["d_ell"] <= min(0.0, np.sort(px["d_ell"])[min(2, len(px["d_ell"]) - 1)])
+    ring = (px["d_ell"] >= shrink) & (px["d_ell"] <= shrink + max(2.0, 0.25 * r0))
+    v, d = px["v"][inner], px["d_ell"][inner]
+    pupil = float(np.median(v)) if v.size else NAN
+    gradient = NAN
+    if v.size >= 8:                              # outer half of the interior minus its inner half
+        gradient = (np.median(v[d > np.median(d)]) - np.median(v[d <= np.median(d)])) / fit["c"]
+    return pupil, float(np.median(px["v"][ring])) if ring.any() else NAN, float(gradient)
+
+
+def _fit_pupil(img, blob, n_rays):
+    """Three ray passes and fits (2nd from the fitted centre, 3rd with the fitted edge's levels and reach) ->
+    (ellipse, inlier mask, boundary, occluded mask, edge fit, visible edge pixels, glints, whether the last pass
+    fitted the edge) or None."""
     ys, xs = np.nonzero(blob)
     cx, cy, r0 = xs.mean(), ys.mean(), math.sqrt(blob.sum() / math.pi)
     *levels, glint = _levels(img, blob, r0)
     if levels[1] - levels[0] < 0.05:
         return None
-    fit, sigma, sectors = None, 0.0, np.full(N_SECTORS, np.nan)
-    for k in range(3):     # 2nd pass re-casts from the fitted centre, 3rd with the fitted edge's levels and reach
+    fit, sigma, last_ok = None, 0.0, False
+    for k in range(3):
         out = _ellipse_pass(img, glint, cx, cy, r0, levels, n_rays, sigma)
         if out is None:
             return None
-        ell, keep, bnd = out
-        th, r50, x, y, width = bnd
+        ell, keep, bnd, occ = out
         cx, cy, r0 = ell[0], ell[1], math.sqrt(ell[2] * ell[3])    # equal-area radius
         if k >= 1:
+            width = bnd[4][~occ]
             sigma0 = np.nanmedian(width) / WIDTH_PER_SIGMA if np.isfinite(width).any() else 0.6
-            px = _edge_pixels(img, glint, ell, bnd, n_rays)
-            new, sectors = _edge_widths(px, r0, sigma if fit else sigma0, sectors=k == 2)
-            fit = new or fit
+            px = _edge_pixels(img, glint, ell, _rays(bnd, ~occ), n_rays)
+            new = fit_edge_profile(px["d"], px["v"], r0, sigma if fit else sigma0)
+            fit, last_ok = new or fit, new is not None
             if fit is not None:    # the fitted pupil level holds also where the edge reaches the centre
                 sigma, levels = fit["sigma"], (fit["p"], levels[1])
-    if fit is None:
+    return None if fit is None else (ell, keep, bnd, occ, fit, px, glint, last_ok)
+
+
+def _measure_blob(img, blob, n_rays):
+    """Ellipse, edge, levels and iris circle of the dark region `blob` (found stays False: see `pupil_verdict`;
+    edge_width_p90_px is left to `_add_sector_widths`) -> (measurement, its edge pixels and fit or None), or
+    None if it has no measurable edge."""
+    out = _fit_pupil(img, blob, n_rays)
+    if out is None:
         return None
-    res = radial_residuals(x, y, ell)                 # all glint-free points: a local smear must count
+    ell, keep, bnd, occ, fit, px, glint, last_ok = out
+    cx, cy, r0 = ell[0], ell[1], math.sqrt(ell[2] * ell[3])
+    res = radial_residuals(bnd[2], bnd[3], ell)[~occ]     # all glint-free visible points: a local smear counts
+    pupil, iris, gradient = _pupil_and_iris_levels(px, fit, r0)
     m = PupilMeasurement(cx=cx, cy=cy, a=ell[2], b=ell[3], angle_deg=ell[4], axis_ratio=ell[3] / ell[2],
                          ellipse_residual=float(np.sqrt(np.mean(res ** 2)) / r0), edge_width_px=fit["width"],
-                         inlier_residual=float(np.sqrt(np.mean(res[keep] ** 2)) / r0),
-                         edge_width_p90_px=float(np.nanpercentile(sectors, 90)) if np.isfinite(sectors).any() else NAN,
-                         outlier_fraction=float(1 - keep.mean()), pupil_radius=r0, n_points=int(keep.sum()),
+                         inlier_residual=float(np.sqrt(np.mean(res[keep[~occ]] ** 2)) / r0),
+                         outlier_fraction=float(1 - keep[~occ].mean()), pupil_radius=r0, n_points=int(keep.sum()),
+                         pupil_darkness=255 * pupil, iris_pupil_contrast=255 * (iris - pupil),
+                         occluded_fraction=float(occ.mean()), interior_gradient=gradient,
                          edge_contrast=fit["c"], edge_depth=fit["c"] / max(fit["p"] + fit["c"], 1e-6),
-                         edge_fit_rms=fit["rms"], ray_fraction=len(th) / n_rays)
+                         edge_fit_rms=fit["rms"], ray_fraction=float((~occ).sum() / n_rays))
     m.fill, m.core, m.spill = _region_shares(px, fit, r0)
     circ = _iris_circle(img, glint, ell, m.edge_width_px, n_rays)
     if circ is not None:
         m.iris_cx, m.iris_cy, m.iris_radius = circ
         m.pupil_iris_ratio = r0 / circ[2]
         m.concentricity = math.hypot(cx - circ[0], cy - circ[1]) / circ[2]
+    return m, ((px, fit) if last_ok else None)
+
+
+def _add_sector_widths(m: PupilMeasurement, edge) -> PupilMeasurement:
+    """edge_width_p90_px from the per-sector refits (the slow part, so only for the candidate returned)."""
+    if edge is not None:
+        px, fit = edge
+        sector = np.floor((px["th"] + math.pi) / (2 * math.pi) * N_SECTORS).astype(int) % N_SECTORS
+        widths = sector_widths(px["d"], px["v"], sector, fit, N_SECTORS, m.pupil_radius)
+        m.edge_width_p90_px = float(np.nanpercentile(widths, 90)) if np.isfinite(widths).any() else NAN
     return m
 
 
-# What a person calls a pupil: a dark (depth), solid (fill) and compact (spill) region, close to an ellipse where
-# it is not hidden (ellipse: lashes or a local smear may leave up to 35 % of the rays off it; rays), bounded by a
+# What a person calls a pupil: a darker region with a flat floor (floor: a Gaussian spot or a halo keeps darkening
+# towards its middle; how dark is pupil_darkness's business, not found's), solid (fill) and compact (spill), close
+# to an ellipse where it is not hidden (ellipse: lashes or a local smear may leave up to 35 % of the visible rays
+# off it; rays: at least 40 % of the rays see a pupil edge, the rest may be eyelid or glints), bounded by a
 # real edge (edge: the rise is short against the radius; profile: one clean step, not a halo) inside an iris ring
 # (iris). Set on synthetic irises with exact geometry (found at
 # 32/64/128 px) and constructed non-pupils (blurred blobs with halos, lumpy clovers, no pupil, noise, flat grey);
 # tests/metrics/test_pupil_found.py holds both.
 PUPIL_TESTS = {
     "size": lambda m, side: 1.5 <= m.pupil_radius and m.a <= 0.45 * side,
-    "depth": lambda m, side: m.edge_depth >= 0.55,
+    "floor": lambda m, side: not m.interior_gradient > 0.15,
     "edge": lambda m, side: m.edge_width_px <= max(2.5, 0.3 * m.pupil_radius),
     "profile": lambda m, side: m.edge_fit_rms <= 0.2,
     "fill": lambda m, side: m.fill >= 0.85 and m.core >= 0.7,
@@ -409,7 +481,8 @@ PUPIL_TESTS = {
 
 
 def pupil_verdict(m: PupilMeasurement, shape: tuple[int, int]) -> str:
-    """"" if the measured region passes every test in PUPIL_TESTS, else the names of those it fails (NaN fails)."""
+    """"" if the measured region passes every test in PUPIL_TESTS, else the names of those it fails (NaN fails, but
+    a NaN interior_gradient passes floor: a pupil of a few px has too few interior pixels to tell)."""
     return ",".join(name for name, test in PUPIL_TESTS.items() if not test(m, min(shape)))
 
 
@@ -418,7 +491,7 @@ def measure_pupil(image, *, value_range: tuple[float, float] | None = None, n_ra
     """Measure the pupil ellipse, its edge width and the iris circle of one eye image (never raises on content).
 
     `image`: numpy/torch [H, W], [1|3, H, W] or [H, W, 1|3]; see `to_unit_image` for how the value range is found.
-    Up to 3 dark candidates are measured; of those that pass `pupil_verdict` the pupil (found=True) is the darkest
+    Up to 4 dark candidates are measured; of those that pass `pupil_verdict` the pupil (found=True) is the darkest
     one inside a found limbus, else the darkest: a lash clump has no iris around it, a pupil merged with lashes is
     greyer. If none passes, all values are NaN and `rejected` names
     the tests the best candidate failed; `strict=False` keeps that candidate's measurements (found still False),
@@ -427,16 +500,16 @@ def measure_pupil(image, *, value_range: tuple[float, float] | None = None, n_ra
     img = to_unit_image(image, value_range)
     if not np.isfinite(img).all() or min(img.shape) < 16:
         return PupilMeasurement()
-    measured = [m for m in (_measure_blob(img, blob, n_rays) for blob in candidates_scaled(img)) if m is not None]
-    for m in measured:
+    measured = [out for out in (_measure_blob(img, blob, n_rays) for blob in candidates_scaled(img)) if out]
+    for m, _ in measured:
         m.rejected = pupil_verdict(m, img.shape)
-    passed = [m for m in measured if not m.rejected]
+    passed = [(m, edge) for m, edge in measured if not m.rejected]
     if passed:
-        # inside a found limbus first, then the lowest pupil level
-        best = min(passed, key=lambda m: (not np.isfinite(m.concentricity), m.edge_contrast / m.edge_depth
-                                          - m.edge_contrast))
+        # inside a found limbus first, then the lowest pupil level (of the edge fit)
+        best, edge = min(passed, key=lambda c: (not np.isfinite(c[0].concentricity),
+                                                c[0].edge_contrast / c[0].edge_depth - c[0].edge_contrast))
         best.found = True
-        return best
+        return _add_sector_widths(best, edge)
     if not measured or not strict:
-        return measured[0] if measured else PupilMeasurement()
-    return PupilMeasurement(rejected=measured[0].rejected)
+        return _add_sector_widths(*measured[0]) if measured else PupilMeasurement()
+    return PupilMeasurement(rejected=measured[0][0].rejected)

@@ -50,16 +50,18 @@ def _thresholds(smooth: np.ndarray) -> tuple[list[float], float] | None:
         p0s.append(p_tiny)
     if med - p0s[-1] < 0.05:
         return None
-    ts = [q + f * (med - q) for q in p0s for f in (0.2, 0.35, 0.5)] + [otsu_threshold(smooth[smooth <= med])]
+    ts = [q + f * (med - q) for q in p0s for f in (0.1, 0.2, 0.35, 0.5)] + [otsu_threshold(smooth[smooth <= med])]
     return ts, p0s[-1]
 
 
-def pupil_candidates(img: np.ndarray, k: int = 3) -> list[np.ndarray]:
+def pupil_candidates(img: np.ndarray, k: int = 4) -> list[np.ndarray]:
     """Up to k distinct boolean masks [H, W] of pupil-like blobs (glint holes filled), best first.
 
     Each threshold's two most pupil-like components are scored by shape x contrast to their surrounding ring (a
     threshold that also takes in dark iris gives a low-contrast, ragged blob) x darkness (the iris is a round blob
-    too, but a grey one); overlapping candidates (IoU > 0.5) count once."""
+    too, but a grey one); overlapping candidates (IoU > 0.7) count once. A lighter pupil merges at most
+    thresholds with the iris darkened under the upper lid: its own blob overlaps that one by IoU 0.5-0.7 and must
+    stay a candidate (hence 0.7, a fourth candidate and the lowest threshold, 0.1 of the way up)."""
     h, w = img.shape
     smooth = box_blur(img, 1)
     found = _thresholds(smooth)
@@ -83,7 +85,7 @@ def pupil_candidates(img: np.ndarray, k: int = 3) -> list[np.ndarray]:
                 scored.append((score, blob))
     out: list[np.ndarray] = []
     for _, blob in sorted(scored, key=lambda c: -c[0]):
-        if all((blob & o).sum() <= 0.5 * (blob | o).sum() for o in out):
+        if all((blob & o).sum() <= 0.7 * (blob | o).sum() for o in out):
             out.append(blob)
         if len(out) == k:
             break
@@ -96,7 +98,7 @@ def segment_pupil(img: np.ndarray) -> np.ndarray | None:
     return cands[0] if cands else None
 
 
-def candidates_scaled(img: np.ndarray, k: int = 3, max_side: int = 256) -> list[np.ndarray]:
+def candidates_scaled(img: np.ndarray, k: int = 4, max_side: int = 256) -> list[np.ndarray]:
     """pupil_candidates on a block-averaged copy when the image is large (640x480 -> 213x160), masks back at full
     size; the rays then refine the boundary at full resolution."""
     f = math.ceil(max(img.shape) / max_side)

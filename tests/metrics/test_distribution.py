@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from irislib.data import synthetic
 from irislib.metrics import compare_sets, measure_pupil, measure_set, metric_floors, summarize, wasserstein1
 
 
@@ -23,7 +24,6 @@ def test_wasserstein1_matches_scipy():
 
 @pytest.fixture(scope="module")
 def sets():
-    synthetic = pytest.importorskip("irislib.data.synthetic")
     clean = np.stack([synthetic.generate(s, 96)[0] for s in range(6)])
     other = np.stack([synthetic.generate(s, 96)[0] for s in range(50, 56)])
     blurred = np.stack([synthetic.generate(s, 96, pupil_blur_px=3)[0] for s in range(6)])
@@ -76,3 +76,25 @@ def test_metric_floors_are_the_reference_values_and_split_half_noise(sets):
     more = metric_floors(ref, n_generated=1200)
     ratio = math.sqrt((1 / 1200 + 1 / 12) / (2 / 12))
     assert more["w1"]["edge_width_px"] == pytest.approx(floors["w1"]["edge_width_px"] * ratio)
+
+
+def lighten(img, geo, delta):
+    """img + delta inside the true pupil ellipse (1-px anti-aliased edge): the pupil is lighter, nothing moves."""
+    p = geo["pupil"]
+    yy, xx = np.mgrid[:img.shape[0], :img.shape[1]].astype(float)
+    dx, dy, t = xx - p["cx"], yy - p["cy"], math.radians(p["angle_deg"])
+    phi = np.arctan2(-dx * math.sin(t) + dy * math.cos(t), dx * math.cos(t) + dy * math.sin(t))
+    rad = p["a"] * p["b"] / np.hypot(p["b"] * np.cos(phi), p["a"] * np.sin(phi))
+    return np.clip(img + delta * np.clip(0.5 - (np.hypot(dx, dy) - rad), 0, 1), 0, 1)
+
+
+def test_compare_sets_reports_lighter_pupils_as_darkness_not_as_not_found(sets):
+    """The hybrid samples' gap: pupils 0.05 lighter (12.75 grey levels) are all still found, and the W1 of
+    pupil_darkness and iris_pupil_contrast, in grey levels, is that shift."""
+    clean = sets[0]
+    lighter = np.stack([lighten(img, synthetic.generate(s, 96)[1], 0.05) for s, img in enumerate(clean)])
+    out = compare_sets(lighter, measure_set(clean))
+    assert out["found_rate"] == {"generated": 1.0, "reference": 1.0}
+    assert out["w1"]["pupil_darkness"] == pytest.approx(255 * 0.05, abs=1.0)
+    assert out["w1"]["iris_pupil_contrast"] == pytest.approx(255 * 0.05, abs=2.0)
+    assert out["w1"]["pupil_radius"] < 0.3 and out["w1"]["concentricity"] < 0.01      # geometry unchanged

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from irislib.data import synthetic
 from irislib.metrics import RandomConvFeatures, compute_kid, kid, kid_floor, mmd2_unbiased
 from irislib.metrics.pupil import box_blur
 
@@ -50,7 +51,6 @@ def test_random_conv_features_fixed_and_channel_agnostic():
 
 
 def test_compute_kid_clean_vs_blurred_irises():
-    synthetic = pytest.importorskip("irislib.data.synthetic")
     clean = np.stack([synthetic.generate(s, 64)[0] for s in range(32)])
     blurred = np.stack([box_blur(synthetic.generate(s, 64)[0].astype(np.float64), 2) for s in range(100, 116)])
     ext = RandomConvFeatures(size=64)

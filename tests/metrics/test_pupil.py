@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from irislib.data import synthetic
 from irislib.metrics import pupil as P
 from irislib.metrics.pupil import fit_ellipse, measure_pupil
 
@@ -107,12 +108,7 @@ SEEDS = range(20)
 
 
 @pytest.fixture(scope="module")
-def synthetic():
-    return pytest.importorskip("irislib.data.synthetic")
-
-
-@pytest.fixture(scope="module")
-def clean(synthetic):
+def clean():
     return [synthetic.generate(s, 128) for s in SEEDS]
 
 
@@ -149,7 +145,7 @@ def test_generator_geometry_within_one_pixel(clean, clean_measures):
     assert np.median(err[:, 6]) < 0.01 and (err[:, 6] < 0.04).mean() >= 0.95   # concentricity
 
 
-def test_deformed_pupils_score_clearly_worse(synthetic, clean_measures):
+def test_deformed_pupils_score_clearly_worse(clean_measures):
     seeds = list(SEEDS)[:10]
     res_clean = np.median([clean_measures[s].ellipse_residual for s in seeds])
     w_clean = np.median([clean_measures[s].edge_width_px for s in seeds])
@@ -177,7 +173,7 @@ def test_own_degradations_score_worse(clean, clean_measures):
                              or ms.edge_width_p90_px > c.edge_width_p90_px + 2), (s, c, ms)
 
 
-def test_generator_64px_mostly_within_one_pixel(synthetic):
+def test_generator_64px_mostly_within_one_pixel():
     """At 64 px a pupil can be 4-5 px in radius and half covered by glints: most, not all, are measured right."""
     err = []
     for s in range(12):
