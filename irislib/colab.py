@@ -79,7 +79,8 @@ def _gpu() -> tuple[bool, str | None]:
 
 
 def setup(run_dir: str | Path | None = None, drive_subdir: str = "irislib", mount: bool = True) -> Env:
-    """Detect Colab and the GPU, mount Drive in Colab (if `mount`), and resolve default run folders."""
+    """Detect Colab and the GPU, mount Drive in Colab (if `mount`), resolve default run folders, and show a
+    refused value (ConfigError) in this kernel as its one line (ui.one_line_errors)."""
     colab = in_colab()
     has_gpu, gpu_name = _gpu()
     drive_root = None
@@ -91,6 +92,8 @@ def setup(run_dir: str | Path | None = None, drive_subdir: str = "irislib", moun
               drive_root=drive_root, runs_root=runs_root)
     if run_dir is not None:
         env.run_dir, env.mirror_dir = env.paths(run_dir)
+    from . import ui
+    ui.one_line_errors()               # a refused form value: one line naming it, not a traceback
     where = "Colab" if colab else "local"
     print(f"irislib {where}: device={env.device}{f' ({gpu_name})' if gpu_name else ''}, "
           f"Drive={'mounted at ' + str(drive_root) if drive_root else 'not mounted'}")
@@ -239,7 +242,8 @@ def load_sampler(unet_run: str, vae_run: str | None, device: str = "auto", smoke
 
     unet_dir, vae_dir = ensure_runs(unet_run, vae_run, smoke, root)
     sampler = HybridSampler.load(unet_dir, vae_dir, device="cpu" if smoke else device)
-    print(f"loaded {unet_dir} and {vae_dir} on {sampler.device} (max strength {sampler.max_strength:g})")
+    drafts = f"VAE {vae_dir}" if vae_dir is not None else "no VAE (pure-noise sampling: strength 1 only)"
+    print(f"loaded UNet {unet_dir} and {drafts} on {sampler.device} (max strength {sampler.max_strength:g})")
     return sampler
 
 

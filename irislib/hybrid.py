@@ -25,8 +25,14 @@ class HybridOutput:
     timesteps: list[int]            # timesteps visited
 
 
+SEED_LIMIT = 2 ** 63   # seeds are 0 <= seed < SEED_LIMIT: a generator is seeded with 2 * seed + salt (< 2**64)
+
+
 def generators(seeds: list[int], device: torch.device | str, salt: int = 0) -> list[torch.Generator]:
     """One generator per image, so image i is the same at any batch size (EDM's convention)."""
+    bad = [s for s in seeds if not 0 <= int(s) < SEED_LIMIT]
+    if bad:
+        raise ConfigError(f"seed {bad[0]} is outside 0..2**63-1, the seeds a generator accepts")
     return [torch.Generator(device=device).manual_seed(int(s) * 2 + salt) for s in seeds]
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +47,10 @@ class SampleConfig:
             raise ConfigError(f"strength={self.strength} must be in [0, 1] (noise std at the start; 1 = pure noise)")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"sampler={self.sampler!r} is not one of {', '.join(SAMPLERS)}")
+        top = hybrid.SEED_LIMIT - self.n          # image i uses seed + i, and every seed must be below 2**63
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed <= top:
+            raise ConfigError(f"seed={self.seed!r} is outside 0..{top}: image i uses seed + i, and seeds are whole "
+                              f"numbers from 0 to 2**63-1 (here n={self.n})")
         return self
 
     @property
@@ -98,7 +103,7 @@ class HybridSampler:
     @classmethod
     def load(cls, unet_ref, vae_ref=None, device: str = "auto", use_ema: bool = True) -> "HybridSampler":
         """Load (and verify) the runs or manifest names once; EMA weights by default."""
-        from .pipeline import load_unet, load_vae, resolve_device
+        from .loading import load_unet, load_vae, resolve_device
         dev = resolve_device(device)
         unet, diffusion, exp = load_unet(unet_ref, dev, use_ema)
         vae, prior = load_vae(vae_ref, dev, use_ema) if vae_ref is not None else (None, None)

@@ -39,19 +39,77 @@ def test_plot_losses_reads_jsonl_and_skips_a_torn_line(tmp_path):
     rows = [{"step": s, "loss": 1.0 / s, "mse": 0.5 / s, "lr": 1e-4} for s in range(1, 6)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 6, "lo')
     fig = ui.plot_losses(tmp_path, path=tmp_path / "loss.png")       # a run directory works too
-    lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
-    assert sorted(lines) == ["loss", "mse"]                        # lr is not a loss
-    assert list(lines["loss"].get_xdata()) == [1, 2, 3, 4, 5]
-    assert np.allclose(lines["mse"].get_ydata(), [0.5 / s for s in range(1, 6)])
+    axes = panels(fig)
+    assert sorted(axes) == ["learning rate", "loss", "loss terms"]  # lr is not a loss: its own axes
+    raw = {ln.get_label(): ln for ln in axes["loss"].get_lines()}["loss (raw)"]
+    assert list(raw.get_xdata()) == [1, 2, 3, 4, 5]
+    assert np.allclose(axes["loss terms"].get_lines()[0].get_ydata(), [0.5 / s for s in range(1, 6)])
     assert Image.open(tmp_path / "loss.png").format == "PNG"
     with pytest.raises(FileNotFoundError, match="metrics.jsonl"):
         ui.plot_losses(tmp_path / "nope")
+
+
+def panels(fig) -> dict:
+    """{legend title: axes} of a loss plot."""
+    return {ax.get_legend().get_title().get_text().split(" (")[0]: ax for ax in fig.axes}
+
+
+def diffusion_rows(n=60):
+    """A diffusion run's metrics.jsonl rows: loss, mse, vb, each per timestep quartile, lr, dead units."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        s = 25 * (i + 1)
+        row = {"step": s, "lr": 1e-3 * (1 - i / n) + 1e-9, "dead_units": 0.01 * i / n, "dead_units_silu": 0.01 * i / n,
+               "grad_norm": 1.0, "img_per_s": 10.0}
+        for key, scale in (("loss", 1.0), ("mse", 0.9), ("vb", 0.05)):
+            row[key] = scale * (0.1 + 1 / (1 + i)) * (1 + 0.3 * rng.random())
+            row.update({f"{key}_q{q}": row[key] * (q + 1) / 2 for q in range(4)})
+        rows.append(row)
+    return rows
+
+
+def test_loss_plot_is_readable(tmp_path):
+    """Issue 22: the loss smoothed over its faint raw values, lr and dead units on their own axes, the quartile
+    curves in their own panel; no colour twice within an axes; every legend outside its data."""
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in diffusion_rows()))
+    fig = ui.plot_losses(tmp_path, path=tmp_path / "loss.png")
+    axes = panels(fig)
+    assert list(axes) == ["loss", "loss terms", "loss per timestep quartile", "learning rate",
+                          "dead units"]
+    labels = {name: [ln.get_label() for ln in ax.get_lines()] for name, ax in axes.items()}
+    assert labels["loss"] == ["loss (raw)", "loss (median of 5)"]
+    assert labels["loss terms"] == ["mse", "vb"]                  # not 15 curves on one axes
+    assert labels["loss per timestep quartile"] == ["loss_q0", "loss_q1", "loss_q2", "loss_q3"]
+    assert labels["learning rate"] == ["lr"] and labels["dead units"] == ["dead_units_silu"]
+    raw, smooth = axes["loss"].get_lines()
+    assert np.abs(np.diff(smooth.get_ydata())).sum() < np.abs(np.diff(raw.get_ydata())).sum()   # smoothed
+    assert smooth.get_linewidth() > raw.get_linewidth()
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    for name, ax in axes.items():
+        colours = [ln.get_color() for ln in ax.get_lines()]
+        assert len(set(colours)) == len(colours), f"{name}: a colour repeats"
+        legend, box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+        assert legend.x0 >= box.x1, f"{name}: the legend covers the data"
+    boxes = [ax.get_window_extent(renderer) for ax in fig.axes]
+    assert all(a.y0 >= b.y1 - 1 for a, b in zip(boxes, boxes[1:])), "panels overlap"
+    assert axes["dead units"].get_ylim()[1] >= 1 and axes["loss"].get_yscale() == "log"
+    width, height = Image.open(tmp_path / "loss.png").size
+    assert 600 < width < 1000 and 500 < height < 900
+
+
+def test_moving_median_keeps_level_and_drops_spikes():
+    assert ui.moving_median([1, 1, 9, 1, 1], 3).tolist() == [1, 1, 1, 1, 1]
+    assert ui.moving_median([3.0], None).tolist() == [3.0]
 
 
 # --- the sampling panel ----------------------------------------------------------------------------------
 class FakeSampler:
     """A loaded sampler's interface: .sample(SampleConfig, progress) -> SampleResult, .max_strength."""
     max_strength = 1.0
+    vae = "a VAE"                      # HybridSampler.vae: None = pure-noise sampling only
+    is_refiner = False
 
     def __init__(self, during=None):
         self.calls, self.during = [], during
@@ -153,12 +211,12 @@ def test_button_is_disabled_while_drawing_and_clicks_do_not_queue(widgets, tmp_p
 
 
 @pytest.mark.parametrize("error, words", [(ConfigError("strength=0.9 is above diffusion.max_strength=0.7"),
-                                           "Draw failed: strength=0.9"),
+                                           "Draw refused: strength=0.9"),
                                           (RuntimeError("CUDA out of memory"), "RuntimeError: CUDA out of memory")])
-def test_a_failed_draw_is_shown_in_the_panel(widgets, tmp_path, capsys, error, words):
+def test_a_failed_draw_is_shown_in_the_panel_and_keeps_the_picture(widgets, tmp_path, capsys, error, words):
     sampler = FakeSampler()
     panel = ui.sampling_panel(sampler, SampleConfig(n=2), out_dir=tmp_path)
-    before = (tmp_path / "settings.json").read_text()
+    before, picture = (tmp_path / "settings.json").read_text(), panel.image
     def fail(cfg):
         raise error
 
@@ -166,9 +224,14 @@ def test_a_failed_draw_is_shown_in_the_panel(widgets, tmp_path, capsys, error, w
     widgets.now[0] += 5
     panel.controls["draw"].click()                                 # no exception escapes into the log console
     captured = capsys.readouterr()
-    assert words in captured.out + captured.err
-    assert panel.status.value.startswith("Draw failed") and not panel.controls["draw"].disabled
+    assert words in panel.status.value and "the picture and files are from draw 1" in panel.status.value
+    assert not panel.controls["draw"].disabled
+    assert panel.image is picture and widgets.shown[-1] is picture  # the last good picture is still shown
     assert (tmp_path / "settings.json").read_text() == before      # the files still match the picture kept
+    if isinstance(error, ConfigError):
+        assert "Traceback" not in captured.out + captured.err      # a refused value: one line, no traceback
+    else:
+        assert "Traceback" in captured.out + captured.err
     sampler.during = None
     widgets.now[0] += 5
     panel.controls["draw"].click()
@@ -176,19 +239,92 @@ def test_a_failed_draw_is_shown_in_the_panel(widgets, tmp_path, capsys, error, w
 
 
 @pytest.mark.parametrize("cfg, words", [(SampleConfig(n=100), ["n=100", "1..64", "irislib sample --n 100"]),
-                                        (SampleConfig(steps=300), ["steps=300", "1..250"])])
+                                        (SampleConfig(steps=300), ["steps=300", "1..250"]),
+                                        (SampleConfig(strength=0.9), ["strength=0.9 is above 0.7", "unet_run",
+                                                                      "0 <= strength <= 0.7"]),
+                                        (SampleConfig(seed=99999999999999999999), ["seed=99999999999999999999",
+                                                                                   "0..9223372036854775792"]),
+                                        (SampleConfig(seed=-1), ["seed=-1"])])
 def test_values_outside_the_panel_ranges_are_refused_not_clamped(cfg, words):
     sampler = FakeSampler()
+    sampler.max_strength = 0.7
     with pytest.raises(ConfigError) as err:
         ui.sampling_panel(sampler, cfg)
-    assert all(w in str(err.value) for w in words) and sampler.calls == []
+    assert all(w in str(err.value) for w in words), str(err.value)
+    assert "\n" not in str(err.value) and sampler.calls == []
 
 
-def test_strength_slider_stops_at_the_unets_max_strength(widgets):
+@pytest.mark.parametrize("control, typed, words", [("strength", 0.9, "strength=0.9 is above 0.7"),
+                                                   ("steps", 0, "steps=0"), ("n", 65, "n=65"),
+                                                   ("seed", 99999999999999999999, "seed=99999999999999999999")])
+def test_typed_values_reach_the_check_and_are_refused_with_a_line(widgets, tmp_path, control, typed, words):
+    """Issue 22: the panel clamped silently (0.9 -> 0.70, steps 0 -> 1); the boxes keep what was typed, Draw
+    refuses it in the status line, and the picture stays."""
+    sampler = FakeSampler()
+    sampler.max_strength = 0.7
+    panel = ui.sampling_panel(sampler, SampleConfig(n=2, strength=0.5), out_dir=tmp_path)
+    picture = panel.image
+    panel.controls[control].value = typed
+    assert panel.controls[control].value == typed                  # not clamped
+    if control in panel.sliders:
+        slider = panel.sliders[control]
+        assert slider.min <= slider.value <= slider.max            # the slider stays in range, the box does not follow it
+    widgets.now[0] += 5
+    panel.controls["draw"].click()
+    assert len(sampler.calls) == 1 and panel.status.value.count("Draw refused") == 1
+    assert words in panel.status.value and panel.image is picture
+
+
+def test_sliders_move_the_boxes_and_stop_at_the_unets_max_strength(widgets):
     sampler = FakeSampler()
     sampler.max_strength = 0.7
     panel = ui.sampling_panel(sampler, SampleConfig(n=1, strength=0.5))
-    assert panel.controls["strength"].max == 0.7
+    assert (panel.sliders["strength"].min, panel.sliders["strength"].max) == (0.0, 0.7)
+    panel.sliders["strength"].value = 0.6
+    assert panel.controls["strength"].value == 0.6
+    panel.controls["steps"].value = 30
+    assert panel.sliders["steps"].value == 30
+
+
+def test_without_a_vae_only_strength_one_is_offered_and_the_error_names_vae_run(widgets):
+    sampler = FakeSampler()
+    sampler.vae = None
+    panel = ui.sampling_panel(sampler, SampleConfig(n=1, strength=1.0))
+    assert panel.controls["strength"].disabled and panel.sliders["strength"].min == 1.0
+    with pytest.raises(ConfigError, match="vae_run is empty") as err:
+        ui.check_panel_config(SampleConfig(strength=0.5), sampler)
+    assert "--vae" not in str(err.value)
+    sampler.is_refiner = True
+    with pytest.raises(ConfigError, match="set vae_run"):
+        ui.check_panel_config(SampleConfig(strength=1.0), sampler)
+
+
+def test_seeds_are_range_checked_in_python_and_the_cli(capsys, tmp_path):
+    from irislib import cli, hybrid
+    assert SampleConfig(n=2, seed=2 ** 63 - 2).validate().seeds[-1] == 2 ** 63 - 1
+    hybrid.generators([2 ** 63 - 1], "cpu", salt=1)                # the largest seed a generator takes
+    for seed in (2 ** 63 - 1, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="seed="):
+            SampleConfig(n=2, seed=seed).validate()
+    with pytest.raises(ConfigError, match="seed 9223372036854775808"):
+        hybrid.generators([2 ** 63], "cpu")
+    code = cli.main(["sample", "--unet", "no-such-run", "--seed", "99999999999999999999", "--quiet",
+                     "--out", str(tmp_path / "s")])
+    err = capsys.readouterr().err
+    assert code != 0 and "seed=99999999999999999999 is outside 0..9223372036854775792" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "s").exists()
+
+
+def test_a_refused_form_value_is_one_line_in_a_notebook(monkeypatch):
+    registered = {}
+    shell = SimpleNamespace(set_custom_exc=lambda types, handler: registered.update(types=types, handler=handler))
+    monkeypatch.setattr(ui, "in_kernel", lambda: True)
+    import IPython
+    monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
+    ui.one_line_errors()
+    assert registered["types"] == (ConfigError,)
+    lines = registered["handler"](shell, ConfigError, ConfigError("strength=0.9 is above 0.7"), None)
+    assert len(lines) == 1 and lines[0].endswith("ConfigError\x1b[0m: strength=0.9 is above 0.7")
 
 
 def test_a_second_draw_loads_nothing_and_hashes_nothing(widgets, tmp_path, monkeypatch):
@@ -240,3 +376,40 @@ def test_show_samples_returns_nothing(tmp_path, capsys):
     Image.new("L", (4, 4)).save(tmp_path / "samples" / "step_2.png")
     assert ui.show_samples(tmp_path) is None
     assert "step_2.png" in capsys.readouterr().out
+
+
+# --- reports and listings --------------------------------------------------------------------------------
+def test_show_report_renders_the_table_and_shows_each_figure(monkeypatch, tmp_path, capsys):
+    from IPython.display import Markdown
+
+    from irislib import report as reports
+    shown = []
+    monkeypatch.setattr(ui, "_display", shown.append)
+    monkeypatch.setattr(ui, "in_kernel", lambda: True)
+    summary = [{"method": "hybrid_s0.5", "unet": "u", "strength": 0.5, "t0": 100, "unet_calls": 20, "n": 16,
+                "found_rate": 0.9375, "kid": 0.0123456789}]
+    report = {"summary": summary, "floors": {"kid": 0.00123456}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    for name in ("comparison.png", "headline.png"):               # metrics.png, strength.png not written here
+        Image.new("L", (8, 4)).save(tmp_path / name)
+    assert ui.show_report(tmp_path) is None
+    assert isinstance(shown[0], Markdown) and shown[0].data == reports.markdown_table(report)
+    assert "0.0123" in shown[0].data and "0.0123456789" not in shown[0].data
+    assert [im.size for im in shown[1:]] == [(8, 4), (8, 4)]
+    assert capsys.readouterr().out.splitlines() == ["comparison.png: samples, one row per method",
+                                                    "headline.png: reference, VAE drafts, vanilla and hybrid"]
+    with pytest.raises(FileNotFoundError, match="no report.json"):
+        ui.show_report(tmp_path / "nope")
+
+
+def test_kid_line_is_rounded_as_the_report():
+    kid = {"mean": 0.012345678901234, "std": 0.00098765, "extractor": "random-conv (offline)"}
+    assert ui.kid_line({"kid": kid}) == "KID to the reference: 0.0123 ± 0.000988 (random-conv (offline) features)"
+    assert ui.kid_line({}) == "KID to the reference: n/a"
+
+
+def test_show_checkpoints_is_a_table(capsys):
+    assert ui.show_checkpoints() is None
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| name | kind | size | trained on | sources |"
+    assert any(line.startswith("| iris64-unet | unet | ") and " MB |" in line for line in out)
