@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 _ENTRY_POINTS = {"train_vae": "pipeline", "train_refiner": "pipeline", "train_diffusion": "pipeline", "sample": "pipeline",
                  "load_unet": "pipeline", "load_vae": "pipeline", "evaluate": "report", "compare": "report",
                  "demo": "report", "load_run": "checkpoint", "HybridSampler": "sampler", "SampleConfig": "sampler"}
+_ENTRY_POINTS.update(dataset="dataset_gen", verify_dataset="dataset_verify")   # synthetic identities (issue 18)
 __all__ = ["ConfigError", "Experiment", "__version__", *_ENTRY_POINTS]
 
 

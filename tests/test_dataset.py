@@ -1,0 +1,124 @@
+"""irislib.dataset (synthetic identities x captures) and irislib.verify_dataset: layout, metadata, determinism,
+resume after SIGKILL, refusal of other settings, and the verification report on sets with known answers."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import irislib
+from irislib.config import ConfigError
+from irislib.dataset_gen import COLUMNS
+from irislib.dataset_verify import error_rates, verify_dataset
+
+KW = dict(identities=3, captures=2, steps=2, batch_size=2, device="cpu", progress=False)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory) -> Path:
+    return irislib.dataset(tmp_path_factory.mktemp("a") / "set", "iris64-unet", "iris64-vae", **KW)
+
+
+def test_layout_and_metadata(first):
+    files = sorted(str(p.relative_to(first)) for p in first.rglob("*") if p.is_file())
+    assert files == ["0001/0001_01.png", "0001/0001_02.png", "0002/0002_01.png", "0002/0002_02.png",
+                     "0003/0003_01.png", "0003/0003_02.png", "metadata.csv", "settings.json"]
+    with open(first / "metadata.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == COLUMNS and len(rows) == 6
+    assert [(int(r["identity"]), int(r["capture"])) for r in rows] == [(i, c) for i in (1, 2, 3) for c in (1, 2)]
+    for r in rows:
+        assert Path(first / r["file"]).exists()
+        assert 0.2 - 1e-9 <= float(r["pupil_iris_ratio"]) <= 0.7 + 1e-9
+        assert abs(float(r["pupil_iris_ratio"]) - float(r["identity_pupil_iris_ratio"])) <= 0.15 + 1e-4
+        assert abs(float(r["rotation_deg"])) <= 10 and len(json.loads(r["glints"])) >= 1
+    assert len({r["identity_seed"] for r in rows}) == 3          # one seed per identity, shared by its captures
+    settings = json.loads((first / "settings.json").read_text())
+    assert settings["identities"] == 3 and settings["unet"] == "iris64-unet" and settings["variation"]["dilation"] == 0.15
+    with Image.open(first / "0002/0002_01.png") as im:
+        assert im.size == (64, 64) and im.mode == "L"
+
+
+def test_deterministic(first, tmp_path):
+    again = irislib.dataset(tmp_path / "set", "iris64-unet", "iris64-vae", **KW)
+    assert _tree(again) == _tree(first)
+
+
+def test_resume_after_sigkill(first, tmp_path):
+    out = tmp_path / "set"
+    code = (f"import irislib; irislib.dataset({str(out)!r}, 'iris64-unet', 'iris64-vae', identities=3, captures=2, "
+            "steps=2, batch_size=2, device='cpu', progress=False)")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT)
+    try:
+        deadline = time.time() + 300
+        while not (out / ".records" / "0001.json").exists():     # the first chunk is written, the second is not
+            assert proc.poll() is None and time.time() < deadline, "the dataset run ended before it was cut off"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not (out / "metadata.csv").exists() and not (out / "0003" / "0003_02.png").exists()
+    irislib.dataset(out, "iris64-unet", "iris64-vae", **KW)
+    tree = _tree(out)
+    assert tree == _tree(first)
+    assert not any(Path(k).name.startswith(".") for k in tree)
+
+
+def test_other_settings_refused(first, capsys):
+    with pytest.raises(ConfigError, match="made with other settings .*identities"):
+        irislib.dataset(first, "iris64-unet", "iris64-vae", **{**KW, "identities": 4})
+    from irislib.cli import main
+    assert main(["dataset", "--out", str(first), "--identities", "3", "--captures", "2", "--steps", "3",
+                 "--batch-size", "2", "--device", "cpu", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "other settings (differs in steps)" in err
+
+
+def test_error_rates_known_answers():
+    gen, imp = [0.1, 0.2, 0.3, 0.36], [0.25, 0.4, 0.45, 0.5]
+    r = error_rates(gen, imp)
+    # t = 0.25: FMR 1/4, FNMR 2/4; t = 0.3: FMR 1/4, FNMR 1/4 -> EER 0.25 at HD 0.3.
+    assert r["eer"] == pytest.approx(0.25) and r["eer_threshold"] == pytest.approx(0.3)
+    # FMR <= 1e-3 means no impostor accepted: t < 0.25, FNMR 2/4.
+    assert r["fnmr_at_fmr_1e-3"] == pytest.approx(0.5) and r["fnmr_at_fmr_1e-4"] == pytest.approx(0.5)
+    rng = np.random.default_rng(0)
+    g, i = rng.normal(0.25, 0.05, 300), rng.normal(0.45, 0.02, 3000)
+    r = error_rates(g, i)
+    pyeer = pytest.importorskip("pyeer.eer_stats")
+    thr, fmr, fnmr = pyeer.calculate_roc(g, i, ds_scores=True)
+    assert r["eer"] == pytest.approx(pyeer.get_eer_values(fmr, fnmr)[-1], abs=2e-3)
+
+
+def test_verify_identity_set(tmp_path):
+    from irislib.data.synthetic import identity_set
+    images, labels, _ = identity_set(4, 3, 64, seed=1)
+    for k, (im, lab) in enumerate(zip(images, labels)):
+        d = tmp_path / f"s{lab}"
+        d.mkdir(exist_ok=True)
+        Image.fromarray(np.round(im * 255).astype(np.uint8)).save(d / f"{k}.png")
+    rep = irislib.verify_dataset(tmp_path, tmp_path / "report")
+    assert rep["images"] == 12 and rep["identities"] == 4
+    assert rep["genuine"]["n"] == 4 * 3 and rep["impostor"]["n"] == 12 * 11 // 2 - 12
+    assert rep["genuine"]["mean"] < 0.34 < rep["impostor"]["mean"] and rep["d_prime"] > 2
+    assert 0 <= rep["eer"] <= 0.2
+    for name in ("verify.md", "verify.json", "hd_histograms.png", "det.png", "hd_vs_dilation.png"):
+        assert (tmp_path / "report" / name).stat().st_size > 0
+    j = json.loads((tmp_path / "report" / "verify.json").read_text())
+    assert {"d_prime", "eer", "fnmr_at_fmr_1e-3", "fnmr_at_fmr_1e-4", "genuine_hd_by_dilation_difference"} <= set(j)
+    assert "d′" in (tmp_path / "report" / "verify.md").read_text()
