@@ -46,7 +46,7 @@ class PupilMeasurement:
     iris_pupil_contrast: median of the pixels in a ring from that same distance outside the ellipse, max(2,
         0.25 pupil_radius) px wide (the iris next to the pupil), minus pupil_darkness.
     """
-    found: bool = False
+    found: bool = False              # a darker, flat, roughly elliptical region was fitted (`PUPIL_TESTS`)
     cx: float = NAN                  # pupil ellipse centre
     cy: float = NAN
     a: float = NAN                   # semi-axes, a >= b
