@@ -3,31 +3,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import warnings
 from pathlib import Path
 
 import torch
 
 from . import checkpoint, hybrid, imageio
-from .config import ConfigError, Experiment, Placement
+from .config import Experiment, Placement
 from .data import make_dataset
-from .diffusion import GaussianDiffusion
 from .diffusion.resample import make_t_sampler
+from .loading import build_diffusion, load_unet, load_vae, resolve_device  # noqa: F401 (re-exported)
 from .models.prior import GaussianMixturePrior
 from .models.unet import UNet
 from .models.vae import VAE
 from .train import Trainer, distributed
 from .train.tasks import DiffusionTask, RefinerTask, VAETask
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given (the Trainer's rule, rank 0)."""
-    return distributed.resolve_device(name)
-
-
-def build_diffusion(exp: Experiment) -> GaussianDiffusion:
-    """The Gaussian diffusion of an experiment (tables only, no parameters)."""
-    return GaussianDiffusion(exp.diffusion, learn_sigma=exp.unet.learn_sigma)
 
 
 def _run_trainer(model, task, dataset, exp: Experiment, place: Placement, *, progress: bool, sample_fn=None,
@@ -139,56 +128,6 @@ def _fit_prior(run_dir: Path, exp: Experiment, dataset, mirror_dir: Path | None)
     # Into the checkpoint it was fitted on (verified with it) and its mirror copy: the Drive copy must sample like
     # the local run once Colab wipes the VM.
     checkpoint.attach_prior(run_dir, prior.state_dict(), mirror_dir)
-
-
-# --- loading -------------------------------------------------------------------------------------------------
-def _resolve_run(ref: str | Path) -> Path:
-    """A run directory, or a manifest name fetched (sha256-checked) into the cache."""
-    path = Path(ref)
-    if path.exists():
-        return path
-    from . import hub
-    try:
-        return Path(hub.fetch_run(str(ref)))
-    except KeyError:
-        raise FileNotFoundError(f"{ref!r} is neither a run directory nor a name in checkpoints_manifest.json "
-                                f"(see `irislib fetch --list`)") from None
-
-
-def load_unet(ref: str | Path, device="cpu", use_ema: bool = True):
-    """(UNet in eval mode, GaussianDiffusion, Experiment) from a diffusion run directory or manifest name."""
-    exp, state = checkpoint.load_run(_resolve_run(ref), use_ema=use_ema)
-    if "input_blocks.0.0.weight" not in state:
-        raise ConfigError(f"{ref} is not a diffusion (UNet) run; if it is the VAE run, pass it as --vae")
-    model = UNet(exp.unet)
-    model.load_state_dict(state)
-    return model.to(device).eval(), build_diffusion(exp), exp
-
-
-def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bool = True):
-    """(VAE in eval mode, fitted prior or None) from a VAE run directory or manifest name."""
-    run = _resolve_run(ref)
-    exp, state = checkpoint.load_run(run, use_ema=use_ema)
-    if "input_blocks.0.0.weight" in state:
-        raise ConfigError(f"{ref} is a diffusion (UNet) run, not a VAE run; pass it as --unet")
-    vae = VAE(exp.vae)
-    vae.load_state_dict(state)
-    prior = None
-    if with_prior and exp.vae.prior == "gmm":
-        prior_state = checkpoint.load_prior(run)
-        if prior_state is None:
-            warnings.warn(f"{run} has no fitted prior for its newest checkpoint (vae.prior=gmm is fitted when "
-                          f"training ends); resume its training to the end to fit one before drafting")
-        else:
-            prior = GaussianMixturePrior(*_prior_dims(prior_state))
-            prior.load_state_dict(prior_state)
-            prior = prior.to(device)
-    return vae.to(device).eval(), prior
-
-
-def _prior_dims(state: dict) -> tuple[int, int]:
-    k, d = state["means"].shape
-    return int(k), int(d)
 
 
 # --- sampling ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import torch
 from . import imageio, presets
 from .config import ConfigError, Experiment
 from .data import make_dataset
+from .jsonsafe import json_safe as _clean
 from .metrics import compare_sets, compute_kid, measure_set
 
 PLOT_VALUES = ("ellipse_residual", "edge_width_px", "pupil_iris_ratio", "axis_ratio", "concentricity", "pupil_darkness",
@@ -56,21 +57,6 @@ def evaluate(images_or_dir, reference: str = "synthetic:64", out=None, n_referen
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(_clean(report), indent=2, allow_nan=False) + "\n")
     return report
-
-
-def _clean(o):
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None (strict JSON has no NaN)."""
-    if isinstance(o, dict):
-        return {k: _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple)):
-        return [_clean(v) for v in o]
-    if isinstance(o, np.ndarray):
-        return _clean(o.tolist())
-    if isinstance(o, (np.floating, np.integer, np.bool_)):
-        o = o.item()
-    if isinstance(o, float) and not np.isfinite(o):
-        return None
-    return o
 
 
 @dataclass

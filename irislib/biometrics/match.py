@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .encode import IrisCodes
+from .rotation import best as _best, shifts as _shifts
 
 _LUT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
@@ -20,11 +21,6 @@ def popcount_rows(x: np.ndarray) -> np.ndarray:
     if hasattr(np, "bitwise_count"):
         return np.bitwise_count(x).sum(-1, dtype=np.int64)
     return _LUT[np.ascontiguousarray(x).view(np.uint8)].sum(-1, dtype=np.int64)
-
-
-def _shifts(max_shift: int) -> np.ndarray:
-    """0, -1, +1, -2, +2, ... (ties keep the smallest rotation, as open-iris's loop does)."""
-    return np.array([0] + [s for k in range(1, max_shift + 1) for s in (-k, k)])
 
 
 def _rolled(x: np.ndarray, shifts: np.ndarray, wpc: int) -> np.ndarray:
@@ -39,15 +35,6 @@ def _block_numpy(pa, pma, b, mb):
     m = pma[:, :, None, :] & mb[None, None]
     d = (pa[:, :, None, :] ^ b[None, None]) & m
     return popcount_rows(d), popcount_rows(m)
-
-
-def _best(diff, common) -> tuple[np.ndarray, np.ndarray]:
-    """Min over the shift axis (1) of diff / common -> (hd [na, nb], shift index [na, nb]); NaN if no common bits."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hd = np.where(common > 0, diff / np.maximum(common, 1), np.inf)
-    k = np.argmin(hd, axis=1)
-    best = np.take_along_axis(hd, k[:, None], 1)[:, 0]
-    return np.where(np.isfinite(best), best, np.nan), k
 
 
 def hamming_matrix(probe: IrisCodes, gallery: IrisCodes, max_shift: int = 8, *, backend: str = "auto",

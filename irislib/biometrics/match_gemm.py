@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .encode import IrisCodes, unpack
+from .rotation import best as _best, shifts as _shifts
 
 
 def _signed(codes: IrisCodes) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +48,6 @@ def int8_matmul_available(device="cpu") -> bool:
 def hamming_matrix_gemm(probe: IrisCodes, gallery: IrisCodes, max_shift: int, device="cpu",
                         block_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Same result as match.hamming_matrix via int8 matrix products on `device`."""
-    from .match import _best, _shifts
     dev = torch.device(device)
     shifts = _shifts(max_shift)
     ua, ma = _signed(probe)

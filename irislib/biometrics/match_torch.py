@@ -5,6 +5,7 @@ import numpy as np
 import torch
 
 from .encode import IrisCodes
+from .rotation import shifts as _shifts
 
 _M1, _M2, _M4, _H01 = (int(np.int64(np.uint64(v))) for v in
                        (0x5555555555555555, 0x3333333333333333, 0x0F0F0F0F0F0F0F0F, 0x0101010101010101))
@@ -26,7 +27,6 @@ def _as_tensor(x: np.ndarray, dev) -> torch.Tensor:
 def hamming_matrix_torch(probe: IrisCodes, gallery: IrisCodes, max_shift: int, device="cuda",
                          block_elems: int = 1 << 26) -> tuple[np.ndarray, np.ndarray]:
     """Same result as match.hamming_matrix, computed with torch on `device` ("auto" = cuda)."""
-    from .match import _shifts
     dev = torch.device(device)
     shifts = _shifts(max_shift)
     w, wpc = probe.code.shape[1], probe.words_per_col

@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from ..jsonsafe import json_safe
 from .encode import IrisCodeSpec
 from .figures import hd_histogram_figure, pairs_figure
 from .identity import BIN_EDGES, encode_images, genuine_impostor, leakage, uniqueness
@@ -83,8 +84,7 @@ def _write(rep: dict, gen, train, hists: dict, out: Path) -> dict:
     if train is not None:
         leaked = [(f["generated"], f["training"], f["hd"]) for f in rep["leakage"]["flagged"]]
         figs["leaked_pairs"] = str(pairs_figure(gen, train, leaked, out / "leaked_pairs.png"))
-    from ..report import _clean            # lazy: report.py may import this module
     body = {k: v for k, v in rep.items() if k != "histograms"}
-    (out / "identity.json").write_text(json.dumps(_clean({**body, "figures": figs}), indent=1, allow_nan=False))
+    (out / "identity.json").write_text(json.dumps(json_safe({**body, "figures": figs}), indent=1, allow_nan=False))
     return figs
 
