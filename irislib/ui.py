@@ -355,7 +355,9 @@ def one_line_errors() -> None:
     from .config import ConfigError
 
     def one_line(shell, etype, value, tb, tb_offset=None):
-        return [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+        stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+        shell._showtraceback(etype, value, stb)   # run_code does not show a custom handler's lines itself
+        return stb
     get_ipython().set_custom_exc((ConfigError,), one_line)
 
 

@@ -294,6 +294,7 @@ def test_hybrid_sampling_notebook_writes_pngs(trained):
 @pytest.mark.parametrize("params, words", [
     ({"unet_run": "runs/unet", "smoke": False}, ["'runs/unet' is neither a run folder", "02_train_diffusion"]),
     ({"n": 100}, ["n=100 is outside the sampling panel's range 1..64"]),
+    ({"strength": 0.9}, ["strength=0.9 is above 0.7", "unet_run", "0 <= strength <= 0.7"]),
 ])
 def test_hybrid_sampling_notebook_says_what_is_wrong(params, words, tmp_path, kernel_env, monkeypatch):
     monkeypatch.setenv("IRISLIB_CACHE", str(tmp_path / "cache"))
@@ -301,6 +302,9 @@ def test_hybrid_sampling_notebook_says_what_is_wrong(params, words, tmp_path, ke
         execute("03_hybrid_sampling", tmp_path, out_dir=str(tmp_path / "out"), steps=2, **params)
     assert all(w in str(err.value) for w in words), str(err.value)[-2000:]
     assert "no checkpoint named" not in str(err.value)
+    if "n" in params or "strength" in params:                     # a refused form value: one line, no traceback
+        assert err.value.ename == "ConfigError" and len(err.value.traceback) == 1, err.value.traceback
+        assert str(tmp_path / "cache") not in str(err.value)      # the field, not the cache path
 
 
 @pytest.mark.notebooks
@@ -315,6 +319,16 @@ def test_evaluate_notebook_writes_metrics_and_smoke_shrinks_it(trained):
     printed = "".join(o.get("text", "") for o in outputs(nb, "stdout"))
     assert "smoke: n 16 -> 4, steps 20 -> 4, strengths [0.3, 0.5, 0.7] -> [0.3], n_reference 256 -> 8" in printed
     assert len(list((out / "samples").glob("sample*.png"))) == 4
+    # what it computed is shown: KID rounded as in the report, the table rendered, the report's figures inline
+    assert re.search(r"KID to the reference: -?[\d.e-]+ ± [\d.e-]+ ", printed), printed
+    assert not re.search(r"\d\.\d{6}", printed.split("KID to the reference:")[1].splitlines()[0])
+    tables = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if "text/markdown" in o.get("data", {})]
+    assert len(tables) == 1 and tables[0].startswith("| method |")
+    figures = [name for name, _ in irislib.ui.REPORT_FIGURES if (out / "compare" / name).is_file()]
+    assert figures and all(f"{name}: " in printed for name in figures)
+    assert pngs_shown(nb) == 1 + len(figures)                    # the samples, then each report figure
+    assert outputs(nb, "execute_result") == []
 
 
 @pytest.mark.notebooks
@@ -328,7 +342,10 @@ def test_quickstart_samples_the_shipped_pair_offline(tmp_path, kernel_env, monke
         assert (tmp_path / "cache" / name / "run" / "config.json").is_file()
     assert len(list(out.glob("sample*.png"))) == 4 and (out / "panel.png").is_file()
     assert pngs_shown(nb) == 1                                    # the grid once, not also as a cell result
-    assert outputs(nb, "stderr") == []                            # "verified sha256" lines are not errors
+    assert outputs(nb, "stderr") == [] and outputs(nb, "execute_result") == []   # verified sha256 lines: no errors
+    tables = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if "text/markdown" in o.get("data", {})]
+    assert len(tables) == 1 and "| iris64-unet | unet |" in tables[0]   # the checkpoints as a table, not a list
     assert "verified sha256" in "".join(o.get("text", "") for o in outputs(nb, "stdout"))
 
 

@@ -317,7 +317,8 @@ def test_seeds_are_range_checked_in_python_and_the_cli(capsys, tmp_path):
 
 def test_a_refused_form_value_is_one_line_in_a_notebook(monkeypatch):
     registered = {}
-    shell = SimpleNamespace(set_custom_exc=lambda types, handler: registered.update(types=types, handler=handler))
+    shell = SimpleNamespace(set_custom_exc=lambda types, handler: registered.update(types=types, handler=handler),
+                            _showtraceback=lambda etype, value, stb: registered.update(shown=stb))
     monkeypatch.setattr(ui, "in_kernel", lambda: True)
     import IPython
     monkeypatch.setattr(IPython, "get_ipython", lambda: shell)
@@ -325,6 +326,7 @@ def test_a_refused_form_value_is_one_line_in_a_notebook(monkeypatch):
     assert registered["types"] == (ConfigError,)
     lines = registered["handler"](shell, ConfigError, ConfigError("strength=0.9 is above 0.7"), None)
     assert len(lines) == 1 and lines[0].endswith("ConfigError\x1b[0m: strength=0.9 is above 0.7")
+    assert registered["shown"] == lines                              # shown as the cell's error output
 
 
 def test_a_second_draw_loads_nothing_and_hashes_nothing(widgets, tmp_path, monkeypatch):
