@@ -333,7 +333,7 @@ def test_a_second_draw_loads_nothing_and_hashes_nothing(widgets, tmp_path, monke
     """The real pair (the shipped tiny checkpoints): loading verifies once; Draw only samples."""
     import hashlib
 
-    from irislib import checkpoint, hub, pipeline
+    from irislib import checkpoint, hub, loading
     from irislib.checkpoint import files as ckpt_files
     from irislib.sampler import HybridSampler
 
@@ -348,7 +348,7 @@ def test_a_second_draw_loads_nothing_and_hashes_nothing(widgets, tmp_path, monke
             return real(*a, **k)
         monkeypatch.setattr(owner, name, wrapper)
 
-    for owner, name in [(hashlib, "sha256"), (pipeline, "load_unet"), (pipeline, "load_vae"), (hub, "fetch_run"),
+    for owner, name in [(hashlib, "sha256"), (loading, "load_unet"), (loading, "load_vae"), (hub, "fetch_run"),
                         (checkpoint, "load_run"), (ckpt_files, "load_file"), (torch, "load")]:
         counting(owner, name)
     sampler = HybridSampler.load(hub.fetch_run("tiny-synthetic-unet"), hub.fetch_run("tiny-synthetic-vae"), "cpu")
