@@ -87,3 +87,16 @@ def test_evaluate_help_names_the_sections_and_their_switches(capsys):
     for words in ("ISO/IEC 29794-6 quality", "identity checks", "--no-biometrics", "--hd-threshold",
                   "--vanilla-budgets", "--rows-from"):
         assert words in text
+
+
+def test_evaluating_a_run_writes_no_cache_where_its_config_points(tmp_path, monkeypatch, small_exp):
+    """A run folder is untrusted: its config.json's data.cache_dir must not make the report write there."""
+    from irislib.data.synthetic import write_synthetic
+    write_synthetic(tmp_path / "images", 3, size=32)
+    outside = tmp_path / "outside"
+    exp = small_exp({"data.path": str(tmp_path / "images"), "data.cache_dir": str(outside)})
+    monkeypatch.setenv("IRISLIB_CACHE", str(tmp_path / "cache"))
+    images = report.training_images(exp, 2)
+    spec, ref = report.held_out_reference(str(tmp_path / "images"), exp, 3)
+    assert images.shape == (2, 32, 32) and ref.shape == (3, 32, 32)
+    assert not outside.exists() and any((tmp_path / "cache" / "data").iterdir())
