@@ -313,7 +313,7 @@ def _ellipse_pass(img, glint, cx, cy, r0, levels, n_rays, sigma):
     bnd = _pupil_boundary(img, glint, cx, cy, r0, *levels, n_rays, sigma)
     if bnd is None or len(bnd[0]) < max(8, 0.3 * n_rays):
         return None
-    occ = _occluded(bnd[5], levels[0])
+    occ = _occluded(bnd[5], *levels)
     if (~occ).sum() < 8:
         return None
     ell, keep = _fit_robust(bnd[2][~occ], bnd[3][~occ], r0)
@@ -324,12 +324,14 @@ def _ellipse_pass(img, glint, cx, cy, r0, levels, n_rays, sigma):
     return ell, inlier, bnd, occ
 
 
-def _occluded(outer_level, pupil_level):
+def _occluded(outer_level, pupil_level, iris_level):
     """Rays whose edge is something bright lying over or against the pupil (an eyelid) [N]: brighter past the
-    crossing than the median ray by a fifth of the pupil-iris contrast (iris texture stays well within that).
+    crossing than the iris by a fifth of the pupil-iris contrast (iris texture stays well within that).
     Their crossing is the eyelid's or pulled towards it, so they are no evidence for or against an ellipse, and
-    their sectors stay out of the region shares and levels: skin is neither pupil nor iris."""
-    iris = float(np.median(outer_level))
+    their sectors stay out of the region shares and levels: skin is neither pupil nor iris. The iris is the median
+    ray or the ring around the dark region, whichever is brighter: where the pupil's black bleeds into half the
+    iris (the seed's failure) the median ray is the smear, and the clean rays must not look like a lid."""
+    iris = max(float(np.median(outer_level)), float(iris_level))
     return outer_level > iris + 0.2 * (iris - pupil_level)
 
 
