@@ -28,7 +28,8 @@ setup(
         # with 7.7 and 8; without a widget front end the panel draws once as ordinary output).
         "notebooks": ["papermill>=2.4", "ipywidgets>=8", "ipykernel>=6", "nbformat>=5.7", "matplotlib>=3.5"],
         "test": ["pytest>=7", "nbval>=0.10", "papermill>=2.4", "ipykernel>=6", "nbformat>=5.7", "nbstripout>=0.6",
-                 "matplotlib>=3.5", "ipywidgets>=7.7", "guided-diffusion-sdk>=1.0", "scipy>=1.8"],
+                 "matplotlib>=3.5", "ipywidgets>=7.7", "guided-diffusion-sdk>=1.0", "scipy>=1.8",
+                 "pyeer>=0.5"],   # the field's EER/DET package, the peer of dataset_verify.error_rates
     },
     entry_points={"console_scripts": ["irislib=irislib.cli:main"]},
     classifiers=["License :: OSI Approved :: GNU General Public License v2 (GPLv2)",
