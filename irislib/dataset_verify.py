@@ -21,6 +21,7 @@ from .biometrics.match import hamming_matrix
 from .biometrics.normalize import fit_boundaries
 from .biometrics.reports import subject_labels
 from .imageio import IMAGE_SUFFIXES
+from .jsonsafe import json_safe
 
 
 def error_rates(genuine, impostor) -> dict:
@@ -116,21 +117,9 @@ def verify_dataset(folder, out=None, *, threshold: float = 0.34, spec: IrisCodeS
     out.mkdir(parents=True, exist_ok=True)
     if figures:
         rep["figures"] = _figures(out, gen, imp, rates, ddil, threshold)
-    (out / "verify.json").write_text(json.dumps(_clean(rep), indent=1, allow_nan=False) + "\n")
+    (out / "verify.json").write_text(json.dumps(json_safe(rep), indent=1, allow_nan=False) + "\n")
     (out / "verify.md").write_text(markdown(rep))
     return rep
-
-
-def _clean(x):
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
 
 
 def markdown(rep: dict) -> str:
