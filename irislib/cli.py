@@ -204,8 +204,9 @@ def _add_evaluate_command(sub) -> None:
                    "timestep: the seed's own sampling)")
     p.add_argument("--vanilla-n", type=int, help="images for the --vanilla-budgets rows (default --n; the full "
                    "chain costs about T/20 times a 20-call row)")
-    p.add_argument("--rows-from", help="an earlier report folder: its --vanilla-budgets rows (and grids) are "
-                   "reused instead of drawn again")
+    p.add_argument("--rows-from", help="an earlier report folder (same --seed and --vanilla-unet): its "
+                   "--vanilla-budgets rows (and grids) are reused; a row with fewer images than --vanilla-n is "
+                   "topped up by drawing only the images it lacks")
     p.add_argument("--no-biometrics", action="store_true", help="leave out the ISO quality and identity sections")
     p.add_argument("--hd-threshold", type=float, default=0.34, help="fractional Hamming distance below which a "
                    "sample counts as a near-duplicate or a possibly memorised training iris")

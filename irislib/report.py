@@ -123,22 +123,30 @@ def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps=(20,), n: i
     drafts = main.drafts(list(range(seed, seed + n)))
     budgets = [str(b) for b in vanilla_budgets]
     methods, notes = _methods(main, peer, strengths, steps, peer_steps or steps[:1], budgets, vanilla_n)
-    reused = reused_rows(rows_from, [m.name for m in methods if m.name in {f"vanilla_{b}" for b in budgets}])
+    reused = reused_rows(rows_from, [m.name for m in methods if m.name in {f"vanilla_{b}" for b in budgets}],
+                         dict(seed=seed, vanilla_unet=_str(vanilla_unet), image_size=exp.unet.image_size))
     for m in methods:
-        if m.name in reused:
-            rows[m.name], grids[m.name] = reused[m.name]
+        k, t = m.n or n, time.time()
+        old_row, images = reused.get(m.name, (None, None))
+        have = 0 if images is None else len(images)
+        if have >= k:
+            rows[m.name], grids[m.name] = old_row, images
             notes.append(f"{m.name}: read from {rows_from} (not drawn again)")
             continue
-        k, t = m.n or n, time.time()
         if m.steps == 0:
-            images, t0, nfe = drafts, -1, 0   # -1: not noised, as the sampler reports strength 0
-        else:
-            res = m.sampler.sample(SampleConfig(n=k, strength=m.strength, steps=m.steps, sampler=m.sampler_name
-                                                or sampler, seed=seed, batch_size=batch_size), drafts=drafts[:k])
-            images, t0, nfe = res.images, res.t0, res.nfe
+            new, t0, nfe = drafts, -1, 0   # -1: not noised, as the sampler reports strength 0
+        else:   # per-image generators: seeds seed+have.. continue the reused images exactly
+            res = m.sampler.sample(SampleConfig(n=k - have, strength=m.strength, steps=m.steps, sampler=m.sampler_name
+                                                or sampler, seed=seed + have, batch_size=batch_size),
+                                   drafts=drafts[have:k])
+            new, t0, nfe = res.images.cpu(), res.t0, res.nfe
+        if have:
+            notes.append(f"{m.name}: {have} images read from {rows_from}, {k - have} drawn (seeds {seed + have}..)")
+            new = torch.cat([images, new])
+        seconds = time.time() - t + (old_row["seconds"] if have else 0.0)
         rows[m.name] = {"unet": m.unet, "sampler": m.sampler_name or sampler,
-                        **_method_row(images, ref, floors["measures"], m.strength, t0, nfe, time.time() - t)}
-        grids[m.name] = images.cpu()
+                        **_method_row(new, ref, floors["measures"], m.strength, t0, nfe, seconds)}
+        grids[m.name] = new.cpu()
     report = {"settings": dict(unet_run=str(unet_run), vae_run=str(vae_run), vanilla_unet=_str(vanilla_unet),
                                steps=steps, n=n, seed=seed, sampler=sampler, reference=ref_spec,
                                n_reference=len(ref), strengths=list(strengths), image_size=exp.unet.image_size),
@@ -153,21 +161,28 @@ def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps=(20,), n: i
     return report
 
 
-def reused_rows(report_dir, names: list[str]) -> dict:
+def reused_rows(report_dir, names: list[str], expect: dict | None = None) -> dict:
     """{name: (row, images)} of `names` found in an earlier report folder (report.json + grid_<name>.png), e.g.
-    the shipped report's full-chain vanilla rows, which cost an hour of CPU to draw; {} when report_dir is None."""
+    the shipped report's full-chain vanilla rows, which cost an hour of CPU to draw; {} when report_dir is None.
+    `expect`: settings the earlier report must share (seed, vanilla UNet, size), else its rows are not this run's."""
     if report_dir is None or not names:
         return {}
     path = Path(report_dir) / "report.json"
     if not path.is_file():
         raise ConfigError(f"--rows-from {report_dir}: no report.json there; give a folder an earlier "
                           "`irislib evaluate` wrote")
-    old = json.loads(path.read_text())["methods"]
+    old = json.loads(path.read_text())
+    differ = [f"{k}={old['settings'].get(k)!r} (here {v!r})" for k, v in (expect or {}).items()
+              if old["settings"].get(k) != v]
+    if differ:
+        raise ConfigError(f"--rows-from {report_dir}: its rows were drawn with other settings: {', '.join(differ)}; "
+                          "drop --rows-from to draw them, or give matching flags")
     out = {}
     for name in names:
         grid = Path(report_dir) / f"grid_{name}.png"
-        if name in old and grid.is_file():
-            out[name] = (old[name], _split_grid(grid, old[name]["generated"]["n_images"]))
+        if name in old["methods"] and grid.is_file():
+            row = old["methods"][name]
+            out[name] = (row, _split_grid(grid, row["generated"]["n_images"]))
     return out
 
 

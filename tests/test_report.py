@@ -44,7 +44,7 @@ def test_vanilla_budgets_add_ddpm_rows_with_their_calls_and_time_per_image(pair,
 
 def test_rows_from_an_earlier_report_are_reused_with_their_images(pair, tmp_path):
     first = _compare(pair, tmp_path / "a", vanilla_budgets=("full",), vanilla_n=2)
-    again = _compare(pair, tmp_path / "b", vanilla_budgets=("full",), rows_from=tmp_path / "a")
+    again = _compare(pair, tmp_path / "b", vanilla_budgets=("full",), vanilla_n=2, rows_from=tmp_path / "a")
     assert again["methods"]["vanilla_full"] == json.loads((tmp_path / "a" / "report.json").read_text())[
         "methods"]["vanilla_full"]
     assert any("vanilla_full: read from" in n for n in again["notes"])
@@ -52,6 +52,21 @@ def test_rows_from_an_earlier_report_are_reused_with_their_images(pair, tmp_path
     b = np.asarray(Image.open(tmp_path / "b" / "grid_vanilla_full.png"))
     assert np.array_equal(a, b)                                   # the grid split and re-tiled is the same picture
     assert first["methods"]["hybrid_s0.5_3"]["kid"] == again["methods"]["hybrid_s0.5_3"]["kid"]
+
+
+def test_rows_from_a_smaller_report_are_topped_up_with_the_images_it_lacks(pair, tmp_path):
+    """Per-image generators: 2 reused + 2 drawn from seeds 2, 3 are the 4 images a fresh run draws."""
+    _compare(pair, tmp_path / "a", vanilla_budgets=("10",), vanilla_n=2)
+    topped = _compare(pair, tmp_path / "b", vanilla_budgets=("10",), vanilla_n=4, rows_from=tmp_path / "a")
+    fresh = _compare(pair, tmp_path / "c", vanilla_budgets=("10",), vanilla_n=4)
+    assert topped["methods"]["vanilla_10"]["generated"]["n_images"] == 4
+    assert any("vanilla_10: 2 images read from" in n and "2 drawn (seeds 2..)" in n for n in topped["notes"])
+    b = np.asarray(Image.open(tmp_path / "b" / "grid_vanilla_10.png"), dtype=int)
+    c = np.asarray(Image.open(tmp_path / "c" / "grid_vanilla_10.png"), dtype=int)
+    assert b.shape == c.shape and np.abs(b - c).max() <= 1        # 8-bit round trip of the reused two
+    assert topped["methods"]["vanilla_10"]["kid"] == pytest.approx(fresh["methods"]["vanilla_10"]["kid"], abs=1e-3)
+    with pytest.raises(ConfigError, match="--rows-from .*other settings: seed=0 .here 5."):
+        _compare(pair, tmp_path / "d", vanilla_budgets=("10",), vanilla_n=4, rows_from=tmp_path / "a", seed=5)
 
 
 def test_bad_budgets_and_missing_reports_are_one_clear_error(pair, tmp_path):
