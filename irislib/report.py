@@ -385,7 +385,8 @@ def markdown_biometrics(bio: dict) -> list[str]:
               f"- uniqueness (generated vs generated): {_count(uni)}; {uni.get('near_duplicate_pairs', 'n/a')} "
               "near-duplicate pairs below the threshold",
               f"- leakage (each sample's nearest of {ident.get('training', {}).get('n', 'n/a')} training irises): "
-              f"{_count(leak.get('nearest', {}))}; flagged as possibly memorised: {_fmt(leak.get('flagged_share'))}",
+              f"{_count(leak.get('nearest', {}))}; flagged as possibly memorised: {_fmt(leak.get('flagged_share'))}"
+              f" of the encoded; not encoded (no pupil or limbus found): {len(leak.get('unencoded', []))}",
               "- figures: identity/hd_histograms.png, identity/leaked_pairs.png"]
     return lines
 

@@ -124,15 +124,18 @@ def uniqueness(codes: IrisCodes, threshold: float = 0.34, max_shift: int = 8, de
 def leakage(generated: IrisCodes, training: IrisCodes, threshold: float = 0.34, max_shift: int = 8,
             device=None) -> dict:
     """Each generated code's nearest training code by HD; those below the threshold are possible memorised
-    identities. The histogram is of all generated-training pairs."""
+    identities. Generated images that could not be encoded (empty mask) are listed as unencoded, neither flagged
+    nor cleared: the flagged share is of the encoded ones. The histogram is of all generated-training pairs."""
     r = _scan(generated, training, max_shift, threshold, device=device)
     near = r["nearest"]
+    encoded = generated.mask.any(1)
     flagged = np.flatnonzero(near < threshold)
     flagged = flagged[np.argsort(near[flagged])]
     return {"all_pairs": r["acc"]["all"].summary(), "nearest": hd_stats(near),
-            "flagged_share": float(np.mean(near < threshold)) if len(near) else float("nan"),
+            "flagged_share": float(np.mean(near[encoded] < threshold)) if encoded.any() else float("nan"),
             "flagged": [{"generated": int(g), "training": int(r["nearest_idx"][g]), "hd": float(near[g])}
                         for g in flagged],
+            "unencoded": np.flatnonzero(~encoded).tolist(),
             "nearest_hd": near, "nearest_index": r["nearest_idx"], "histogram": r["acc"]["all"].hist}
 
 

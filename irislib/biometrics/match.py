@@ -4,14 +4,15 @@ HD(a, b) = min over shifts s of popcount((roll(a, s) ^ b) & roll(ma, s) & mb) / 
 rolls by whole words (one code column = words_per_col words). numpy >= 2 counts bits with np.bitwise_count (a
 byte lookup table otherwise). match_gemm computes the same counts as int8 matrix products, match_torch with a
 SWAR popcount in torch; hamming_matrix picks one.
-Pairs with no common usable bit get NaN.
+Pairs with fewer than min_common usable bits in common at every rotation get NaN (rotation.min_common_bits:
+5 % of the code by default), so two mostly masked codes cannot match on a few bits.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .encode import IrisCodes
-from .rotation import best as _best, shifts as _shifts
+from .rotation import best as _best, min_common_bits, shifts as _shifts
 
 _LUT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
@@ -38,26 +39,32 @@ def _block_numpy(pa, pma, b, mb):
 
 
 def hamming_matrix(probe: IrisCodes, gallery: IrisCodes, max_shift: int = 8, *, backend: str = "auto",
-                   device: str = "auto", block_bytes: int = 2 << 20) -> tuple[np.ndarray, np.ndarray]:
+                   device: str = "auto", block_bytes: int = 2 << 20,
+                   min_common: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """All-pairs min-over-rotation HD [Np, Ng] (float32) and the best shift s in code columns [Np, Ng] (int16):
     the gallery code matches the probe code rolled by s (np.roll), i.e. the gallery eye is turned by +s columns.
 
     backend "popcount" (numpy), "gemm" (exact int8 matrix products in torch, match_gemm), "torch-popcount"
     (SWAR popcount in torch) give identical results; "auto" takes gemm for large problems when torch's int8
-    matmul runs on the device (AMX/VNNI CPUs, CUDA), else popcount. device "auto" = CUDA when present."""
+    matmul runs on the device (AMX/VNNI CPUs, CUDA), else popcount. device "auto" = CUDA when present.
+    min_common: fewest common usable bits a rotation needs to be scored (default min_common_bits of the code).
+    An empty probe or gallery gives an empty [Np, Ng] result."""
     if probe.words_per_col != gallery.words_per_col or probe.code.shape[1] != gallery.code.shape[1]:
         raise ValueError(f"probe codes {probe.code.shape} and gallery codes {gallery.code.shape} have different "
                          f"layouts; encode both with the same IrisCodeSpec")
     if not 0 <= max_shift < probe.n_cols // 2:
         raise ValueError(f"max_shift={max_shift} must be in [0, {probe.n_cols // 2}) columns")
     backend, device = _choose(backend, device, len(probe) * len(gallery))
+    if not len(probe) or not len(gallery):
+        return np.empty((len(probe), len(gallery)), np.float32), np.empty((len(probe), len(gallery)), np.int16)
+    least = min_common_bits(probe.code.shape[1] * 64) if min_common is None else int(min_common)
     if backend == "gemm":
         from .match_gemm import hamming_matrix_gemm
-        return hamming_matrix_gemm(probe, gallery, max_shift, device)
+        return hamming_matrix_gemm(probe, gallery, max_shift, device, min_common=least)
     if backend == "torch-popcount":
         from .match_torch import hamming_matrix_torch
-        return hamming_matrix_torch(probe, gallery, max_shift, device=device)
-    return _hamming_numpy(probe, gallery, max_shift, block_bytes)
+        return hamming_matrix_torch(probe, gallery, max_shift, device=device, min_common=least)
+    return _hamming_numpy(probe, gallery, max_shift, block_bytes, least)
 
 
 def _choose(backend: str, device: str, pairs: int) -> tuple[str, str]:
@@ -74,7 +81,7 @@ def _choose(backend: str, device: str, pairs: int) -> tuple[str, str]:
     return backend, device
 
 
-def _hamming_numpy(probe: IrisCodes, gallery: IrisCodes, max_shift: int, block_bytes: int):
+def _hamming_numpy(probe: IrisCodes, gallery: IrisCodes, max_shift: int, block_bytes: int, min_common: int = 1):
     """The popcount backend: blocks of probes (all rotations) x gallery whose temporaries fit in block_bytes."""
     shifts = _shifts(max_shift)
     w = probe.code.shape[1]
@@ -87,23 +94,23 @@ def _hamming_numpy(probe: IrisCodes, gallery: IrisCodes, max_shift: int, block_b
         pma = _rolled(probe.mask[i:i + na], shifts, probe.words_per_col)
         for j in range(0, len(gallery), nb):
             diff, common = _block_numpy(pa, pma, gallery.code[j:j + nb], gallery.mask[j:j + nb])
-            best, k = _best(diff, common)
+            best, k = _best(diff, common, min_common)
             hd[i:i + na, j:j + nb], sh[i:i + na, j:j + nb] = best, shifts[k]
     return hd, sh
 
 
-def hamming_pair(a: IrisCodes, b: IrisCodes, max_shift: int = 8) -> tuple[float, int]:
+def hamming_pair(a: IrisCodes, b: IrisCodes, max_shift: int = 8, min_common: int | None = None) -> tuple[float, int]:
     """HD and best shift of one pair (first rows of a and b)."""
-    hd, sh = hamming_matrix(a[0], b[0], max_shift, backend="popcount")
+    hd, sh = hamming_matrix(a[0], b[0], max_shift, backend="popcount", min_common=min_common)
     return float(hd[0, 0]), int(sh[0, 0])
 
 
-def hamming_reference(bits_a, mask_a, bits_b, mask_b, max_shift: int = 8) -> tuple[float, int]:
+def hamming_reference(bits_a, mask_a, bits_b, mask_b, max_shift: int = 8, min_common: int = 1) -> tuple[float, int]:
     """Plain loop on unpacked bool codes [n_cols, bits] (the textbook definition; tests and benchmarks)."""
     best, best_s = np.inf, 0
     for s in _shifts(max_shift):
         m = np.roll(mask_a, s, axis=0) & mask_b
         n = int(m.sum())
-        if n and (np.roll(bits_a, s, axis=0) != bits_b)[m].sum() / n < best:
+        if n >= max(min_common, 1) and (np.roll(bits_a, s, axis=0) != bits_b)[m].sum() / n < best:
             best, best_s = (np.roll(bits_a, s, axis=0) != bits_b)[m].sum() / n, int(s)
     return (float(best) if np.isfinite(best) else float("nan")), best_s

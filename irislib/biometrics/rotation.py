@@ -10,10 +10,21 @@ def shifts(max_shift: int) -> np.ndarray:
     return np.array([0] + [s for k in range(1, max_shift + 1) for s in (-k, k)])
 
 
-def best(diff, common) -> tuple[np.ndarray, np.ndarray]:
-    """Min over the shift axis (1) of diff / common -> (hd [na, nb], shift index [na, nb]); NaN if no common bits."""
+MIN_COMMON_SHARE = 0.05   # fewest bits two codes must share at a rotation, as a share of all code bits
+
+
+def min_common_bits(total_bits: int, share: float = MIN_COMMON_SHARE) -> int:
+    """Rotations where fewer bits are usable in both codes are not scored: two heavily masked unrelated codes
+    overlapping in a handful of bits would otherwise score HD 0 (Daugman normalises such scores toward 0.5 for the
+    same reason). At the default 8192-bit code: 410 bits."""
+    return max(1, int(np.ceil(share * total_bits)))
+
+
+def best(diff, common, min_common: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Min over the shift axis (1) of diff / common -> (hd [na, nb], shift index [na, nb]); NaN where no rotation
+    has at least min_common common bits."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        hd = np.where(common > 0, diff / np.maximum(common, 1), np.inf)
+        hd = np.where(common >= max(min_common, 1), diff / np.maximum(common, 1), np.inf)
     k = np.argmin(hd, axis=1)
     hd_min = np.take_along_axis(hd, k[:, None], 1)[:, 0]
     return np.where(np.isfinite(hd_min), hd_min, np.nan), k

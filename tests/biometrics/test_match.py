@@ -129,3 +129,44 @@ def test_capture_rotation_recovered_from_fitted_boundaries():
     hd, sh = bm.hamming_pair(codes[0], codes[1])
     assert found.all() and hd < 0.34
     assert abs(sh - gb["rotation_deg"] / (360 / 128)) <= 1.0
+
+
+def test_two_mostly_masked_unrelated_codes_do_not_match_on_a_few_common_bits():
+    """The review's case: ~20 usable bits each, 2 in common at one rotation, equal there: HD 0 without a minimum
+    overlap. With the default minimum (5 % of the code's bits) the pair is not scored, in every backend."""
+    rng = np.random.default_rng(7)
+    cols, bits_per_col = 128, 128                             # the default spec's 16384-bit layout
+    bits = rng.random((2, cols, bits_per_col)) < 0.5
+    mask = np.zeros_like(bits)
+    for k in range(2):
+        mask[k].flat[rng.choice(cols * bits_per_col, 20, replace=False)] = True
+    mask[0, 5, :2] = mask[1, 5, :2] = True                    # two common bits at shift 0 ...
+    bits[1, 5, :2] = bits[0, 5, :2]                           # ... that agree
+    codes = bm.pack(bits, mask)
+    a, b = codes[[0]], codes[[1]]
+    loose, _ = bm.hamming_matrix(a, b, max_shift=0, backend="popcount", min_common=1)
+    assert loose[0, 0] == 0.0                                 # what the review reproduced
+    assert match.min_common_bits(cols * bits_per_col) == 820
+    for backend in ("popcount", "gemm", "torch-popcount"):
+        hd, _ = bm.hamming_matrix(a, b, max_shift=0, backend=backend, device="cpu")
+        assert math.isnan(hd[0, 0]), backend
+    assert math.isnan(bm.hamming_reference(bits[0], mask[0], bits[1], mask[1], 0, min_common=820)[0])
+
+
+def test_an_empty_probe_or_gallery_gives_an_empty_result_in_every_backend():
+    codes, _, _ = _random_codes(np.random.default_rng(3), 3)
+    for backend in ("popcount", "gemm", "torch-popcount"):
+        for p, g in ((codes, codes[[]]), (codes[[]], codes), (codes[[]], codes[[]])):
+            hd, sh = bm.hamming_matrix(p, g, max_shift=2, backend=backend, device="cpu")
+            assert hd.shape == sh.shape == (len(p), len(g)), backend
+    assert bm.leakage(codes, codes[[]], max_shift=2)["flagged"] == []
+
+
+def test_leakage_lists_unencoded_images_apart_from_the_flagged_share():
+    """An image the encoder could not segment is neither a memorised identity nor a cleared one."""
+    imgs = np.stack([np.zeros((128, 128)), generate(11, 128)[0], generate(12, 128)[0]])
+    gen, found = bm.encode_images(imgs)
+    train, _ = bm.encode_images(imgs[1:2])
+    leak = bm.leakage(gen, train)
+    assert found.tolist() == [False, True, True] and leak["unencoded"] == [0]
+    assert leak["flagged_share"] == 0.5 and [f["generated"] for f in leak["flagged"]] == [1]
