@@ -260,8 +260,8 @@ def _add_dataset_commands(sub) -> None:
     """dataset, verify-dataset: synthetic identities (N eyes x M captures) and their verification report."""
     p = sub.add_parser("dataset", help="write N synthetic identities x M captures (folder per identity, "
                        "metadata.csv, settings.json); re-run with the same settings to continue a cut-off run")
-    p.add_argument("--unet", default="iris64-unet", help="diffusion run directory or manifest name")
-    p.add_argument("--vae", default="iris64-vae", help="VAE run directory or manifest name")
+    p.add_argument("--unet", default="iris128-unet", help="diffusion run directory or manifest name")
+    p.add_argument("--vae", default="iris128-vae", help="VAE run directory or manifest name")
     p.add_argument("--out", required=True, help="dataset folder (created; an existing one must have the same settings)")
     p.add_argument("--identities", type=int, default=10)
     p.add_argument("--captures", type=int, default=5)
@@ -282,7 +282,11 @@ def _add_dataset_commands(sub) -> None:
                        "of a folder-per-identity iris set (<folder>/<identity>/<image>)")
     p.add_argument("folder")
     p.add_argument("--out", help="report folder (default: the dataset folder)")
-    p.add_argument("--threshold", type=float, default=0.34, help="HD at which FNMR and FMR are also reported")
+    p.add_argument("--threshold", type=float, default=0.34, help="HD at which FNMR and FMR are also reported, and "
+                   "below which two identities, or an identity and a training iris, count as the same eye")
+    p.add_argument("--training", help="leakage check against: a folder of training images, a run folder or "
+                   "manifest name (its training data), or none (default: the UNet in the dataset's settings.json)")
+    p.add_argument("--n-training", type=int, default=512, help="training images compared with")
     p.set_defaults(func=cmd_verify_dataset)
 
 
@@ -297,10 +301,17 @@ def cmd_dataset(args) -> None:
 
 def cmd_verify_dataset(args) -> None:
     from .dataset_verify import verify_dataset
-    rep = verify_dataset(args.folder, args.out, threshold=args.threshold)
+    rep = verify_dataset(args.folder, args.out, threshold=args.threshold, training=args.training,
+                         n_training=args.n_training)
     print(f"{rep['images']} images, {rep['identities']} identities: genuine HD {rep['genuine']['mean']:.3f}, "
           f"impostor {rep['impostor']['mean']:.3f}, d' {rep['d_prime']:.2f}, EER {100 * rep['eer']:.2f} %, "
-          f"FNMR {100 * rep['fnmr_at_fmr_1e-3']:.2f} % at FMR 1e-3; report in {args.out or args.folder}/verify.md")
+          f"FNMR {100 * rep['fnmr_at_fmr_1e-3']:.2f} % at FMR 1e-3; closest identities HD "
+          f"{_hd(rep['uniqueness']['closest'])}, closest training iris HD "
+          f"{_hd((rep['leakage'] or {}).get('closest'))}; report in {args.out or args.folder}/verify.md")
+
+
+def _hd(pair: dict | None) -> str:
+    return "n/a" if not pair else f"{pair['hd']:.3f}"
 
 
 def build_parser() -> argparse.ArgumentParser:

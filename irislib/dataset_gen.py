@@ -47,7 +47,8 @@ CAPTURE_TAG = 0x1D5E7            # first word of the capture generators' seeds
 COLUMNS = ["identity", "capture", "file", "identity_seed", "draw_attempt", "capture_seed",
            "pupil_cx", "pupil_cy", "pupil_a", "pupil_b", "pupil_angle_deg", "pupil_radius",
            "iris_cx", "iris_cy", "iris_r", "pupil_iris_ratio", "identity_pupil_iris_ratio",
-           "rotation_deg", "shift_x", "shift_y", "defocus_sigma_px", "motion_blur_px", "motion_blur_angle_deg",
+           "tissue_bend", "rotation_deg", "shift_x", "shift_y", "defocus_sigma_px", "motion_blur_px",
+           "motion_blur_angle_deg",
            "noise_sd", "eyelid_opening", "glints"]
 
 
@@ -64,6 +65,8 @@ class CaptureVariation:
     noise_sd: tuple = (0.003, 0.012)   # additive sensor noise (plus shot noise of half that at white)
     eyelid_opening: tuple = (0.8, 1.2)   # upper lid apex above the iris centre, in iris radii (> 1: iris clear)
     glints: tuple = (1, 2)             # glints per capture (in the pupil)
+    dilation_bend: float = 2.0         # nonlinear tissue motion: source rho = rho + b rho (1 - rho), b = this x the
+                                       # ratio change (0: pure rubber sheet, which the matcher's normalisation undoes)
 
 
 @dataclass(frozen=True)
@@ -149,10 +152,14 @@ def _remove_glints(img: np.ndarray, bnd: Boundaries) -> np.ndarray:
     return out
 
 
-def warp_eye(img: np.ndarray, bnd: Boundaries, ratio: float, rotation_deg: float, shift: tuple[float, float]):
+def warp_eye(img: np.ndarray, bnd: Boundaries, ratio: float, rotation_deg: float, shift: tuple[float, float],
+             bend: float = 0.0):
     """The eye of `img` (boundaries `bnd`) with its pupil/iris ratio set to `ratio` (rubber sheet: iris points keep
     their (rho, theta)), turned by rotation_deg about the iris centre (from +x towards +y) and shifted; returns the
-    image and the new Boundaries."""
+    image and the new Boundaries. `bend` (|bend| < 1) moves the tissue off the rubber sheet: the point at rho comes
+    from rho + bend rho (1 - rho), as real irises fold non-uniformly when the pupil changes (Wyatt 2000)."""
+    if not abs(bend) < 1:
+        raise ValueError(f"bend={bend}: |bend| must be < 1 for the radial map to stay one-to-one")
     h, w = img.shape
     k = ratio * bnd.iris_r / bnd.pupil_radius
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
@@ -164,6 +171,7 @@ def warp_eye(img: np.ndarray, bnd: Boundaries, ratio: float, rotation_deg: float
     rp0 = bnd.pupil_radius_at(th)
     rpn, rl = k * rp0, _limbus_distance(bnd, th)
     rho = (d - rpn) / np.maximum(rl - rpn, 1e-6)
+    rho = np.where((rho > 0) & (rho < 1), rho + bend * rho * (1 - rho), rho)
     d0 = np.where(rho < 0, d / k, np.where(rho < 1, rp0 + rho * (rl - rp0), d))
     sx, sy = bnd.pupil_cx + d0 * np.cos(th), bnd.pupil_cy + d0 * np.sin(th)
     from .metrics.image_ops import bilinear
@@ -215,7 +223,8 @@ def render_capture(base: np.ndarray, bnd: Boundaries, rng: np.random.Generator,
     ratio = float(np.clip(r0 + np.clip(change, -var.dilation, var.dilation), *var.ratio_range))
     rot = float(rng.uniform(-var.rotation_deg, var.rotation_deg))
     shift = (float(rng.uniform(-1, 1) * var.shift_px * scale), float(rng.uniform(-1, 1) * var.shift_px * scale))
-    img, nb = warp_eye(base, bnd, ratio, rot, shift)
+    bend = float(np.clip(var.dilation_bend * (ratio - r0), -0.9, 0.9))
+    img, nb = warp_eye(base, bnd, ratio, rot, shift, bend)
     opening = float(rng.uniform(*var.eyelid_opening))
     img = _eyelid(img, nb, opening, rng)
     defocus = float(rng.uniform(*var.defocus_px) * scale)
@@ -235,7 +244,8 @@ def render_capture(base: np.ndarray, bnd: Boundaries, rng: np.random.Generator,
     rec = {"pupil_cx": nb.pupil_cx, "pupil_cy": nb.pupil_cy, "pupil_a": nb.pupil_a, "pupil_b": nb.pupil_b,
            "pupil_angle_deg": nb.pupil_angle_deg, "pupil_radius": nb.pupil_radius, "iris_cx": nb.iris_cx,
            "iris_cy": nb.iris_cy, "iris_r": nb.iris_r, "pupil_iris_ratio": ratio, "identity_pupil_iris_ratio": r0,
-           "rotation_deg": rot, "shift_x": shift[0], "shift_y": shift[1], "defocus_sigma_px": defocus,
+           "tissue_bend": bend, "rotation_deg": rot, "shift_x": shift[0], "shift_y": shift[1],
+           "defocus_sigma_px": defocus,
            "motion_blur_px": motion, "motion_blur_angle_deg": m_angle, "noise_sd": noise,
            "eyelid_opening": opening, "glints": json.dumps(glints, separators=(",", ":"))}
     return np.clip(img, 0, 1).astype(np.float32), rec
@@ -263,7 +273,8 @@ def _draw_identities(sampler, cfg: DatasetSettings, ks: list[int], max_attempts:
         drafts = sampler.drafts(seeds) if (cfg.strength < 1.0 or sampler.is_refiner) else None
         res = hybrid.denoise_batch(sampler.unet, sampler.diffusion, seeds, drafts, strength=cfg.strength,
                                    steps=cfg.steps, sampler=cfg.sampler)
-        imgs = to_numpy01(res.images)
+        # 8-bit, as written: the fit (and every capture) then does not move with float noise of the thread count
+        imgs = np.round(to_numpy01(res.images).astype(np.float64) * 255) / 255
         left = []
         for i, img in zip(todo, imgs):
             bnd = fit_boundaries(img)
@@ -291,7 +302,7 @@ def _name(k: int, width: int) -> str:
     return f"{k + 1:0{width}d}"
 
 
-def dataset(out, unet="iris64-unet", vae="iris64-vae", identities: int = 10, captures: int = 5, *, seed: int = 0,
+def dataset(out, unet="iris128-unet", vae="iris128-vae", identities: int = 10, captures: int = 5, *, seed: int = 0,
             strength: float = 0.5, steps: int = 20, sampler: str = "ddim", batch_size: int = 8,
             refine_strength: float = 0.0, refine_steps: int = 2, variation: CaptureVariation | None = None,
             device: str = "auto", progress: bool = True, verify: bool = False) -> Path:

@@ -28,7 +28,7 @@ def build_diffusion(exp: Experiment) -> GaussianDiffusion:
     return GaussianDiffusion(exp.diffusion, learn_sigma=exp.unet.learn_sigma)
 
 
-def _resolve_run(ref: str | Path) -> Path:
+def resolve_run(ref: str | Path) -> Path:
     """A run directory, or a manifest name fetched (sha256-checked) into the cache."""
     path = Path(ref)
     if path.exists():
@@ -43,7 +43,7 @@ def _resolve_run(ref: str | Path) -> Path:
 
 def load_unet(ref: str | Path, device="cpu", use_ema: bool = True):
     """(UNet in eval mode, GaussianDiffusion, Experiment) from a diffusion run directory or manifest name."""
-    exp, state = checkpoint.load_run(_resolve_run(ref), use_ema=use_ema)
+    exp, state = checkpoint.load_run(resolve_run(ref), use_ema=use_ema)
     if "input_blocks.0.0.weight" not in state:
         raise ConfigError(f"{ref} is not a diffusion (UNet) run; if it is the VAE run, pass it as --vae")
     model = UNet(exp.unet)
@@ -53,7 +53,7 @@ def load_unet(ref: str | Path, device="cpu", use_ema: bool = True):
 
 def load_vae(ref: str | Path, device="cpu", use_ema: bool = True, with_prior: bool = True):
     """(VAE in eval mode, fitted prior or None) from a VAE run directory or manifest name."""
-    run = _resolve_run(ref)
+    run = resolve_run(ref)
     exp, state = checkpoint.load_run(run, use_ema=use_ema)
     if "input_blocks.0.0.weight" in state:
         raise ConfigError(f"{ref} is a diffusion (UNet) run, not a VAE run; pass it as --unet")

@@ -96,7 +96,7 @@ def test_other_settings_refused(first, capsys):
     with pytest.raises(ConfigError, match="made with other settings .*identities"):
         irislib.dataset(first, "iris64-unet", "iris64-vae", **{**KW, "identities": 4})
     from irislib.cli import main
-    assert main(["dataset", "--out", str(first), "--identities", "3", "--captures", "2", "--steps", "3",
+    assert main(["dataset", "--unet", "iris64-unet", "--vae", "iris64-vae", "--out", str(first), "--identities", "3", "--captures", "2", "--steps", "3",
                  "--batch-size", "2", "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "other settings (differs in steps)" in err
@@ -134,6 +134,57 @@ def test_verify_identity_set(tmp_path):
     j = json.loads((tmp_path / "report" / "verify.json").read_text())
     assert {"d_prime", "eer", "fnmr_at_fmr_1e-3", "fnmr_at_fmr_1e-4", "genuine_hd_by_dilation_difference"} <= set(j)
     assert "d′" in (tmp_path / "report" / "verify.md").read_text()
+
+
+def _write_set(root: Path, images, labels, prefix="s") -> None:
+    for k, (im, lab) in enumerate(zip(images, labels)):
+        d = root / f"{prefix}{lab}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.round(im * 255).astype(np.uint8)).save(d / f"{k}.png")
+
+
+def test_verify_names_identities_that_are_one_eye_and_identities_copied_from_training(tmp_path):
+    """Known answers: folder 'dup' holds the captures of s0 again (two identities, one eye); the training folder
+    holds one capture of s2 (a memorised training eye). Every other pair is of different eyes."""
+    from irislib.data.synthetic import identity_set
+    images, labels, _ = identity_set(4, 3, 128, seed=1)
+    _write_set(tmp_path / "set", images, labels)
+    _write_set(tmp_path / "set", images[labels == 0][::-1], [0] * 3, prefix="dup")
+    _write_set(tmp_path / "train", images[labels == 2][:1], [0])
+    rep = irislib.verify_dataset(tmp_path / "set", tmp_path / "r", training=tmp_path / "train", figures=False)
+    u = rep["uniqueness"]
+    assert u["identity_pairs"] == 5 * 4 // 2 and u["pairs_below_threshold"] == 1
+    assert {u["closest"]["a"], u["closest"]["b"]} == {"dup0", "s0"} and u["closest"]["hd"] < 0.05
+    leak = rep["leakage"]
+    assert leak["training_images"] == 1 and leak["identities_flagged"] == 1
+    assert leak["flagged"][0]["identity"] == "s2" and leak["flagged"][0]["hd"] < 0.34
+    assert leak["nearest_per_identity"]["n"] == 5
+    md = (tmp_path / "r" / "verify.md").read_text()
+    assert "dup0 and s0" in md or "s0 and dup0" in md
+    assert "possibly memorised training eyes): 1" in md
+    none = irislib.verify_dataset(tmp_path / "set", tmp_path / "r2", training="none", figures=False)
+    assert none["leakage"] is None and "Not checked" in (tmp_path / "r2" / "verify.md").read_text()
+
+
+def test_tissue_bend_moves_the_iris_off_the_rubber_sheet_the_matcher_undoes():
+    """Pure rubber-sheet dilation is undone by the matcher's normalisation (genuine HD flat in the dilation
+    difference); the bend is what makes HD rise with it, as on real eyes (Hollingsworth et al. 2009)."""
+    from irislib import biometrics as bm
+    from irislib.data.synthetic import generate
+    from irislib.dataset_gen import warp_eye
+    img, geom = generate(5, 128)
+    bnd = bm.Boundaries.from_geometry(geom)
+    ratio = bnd.pupil_radius / bnd.iris_r + 0.15
+    base, _ = bm.encode_images(img[None], boundaries=[bnd])
+    hds = []
+    for bend in (0.0, 0.3):
+        out, nb = warp_eye(img, bnd, ratio, 0.0, (0.0, 0.0), bend)
+        assert nb.pupil_radius / nb.iris_r == pytest.approx(ratio)
+        codes, _ = bm.encode_images(out[None], boundaries=[nb])
+        hds.append(bm.hamming_pair(base, codes)[0])
+    assert hds[0] < 0.2 and hds[1] > hds[0] + 0.05, hds
+    with pytest.raises(ValueError, match="bend"):
+        warp_eye(img, bnd, ratio, 0.0, (0.0, 0.0), 1.0)
 
 
 @pytest.mark.parametrize("name", ["dataset", "verify-dataset"])
