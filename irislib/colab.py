@@ -273,3 +273,34 @@ def evaluation_plan(n: int, steps: int, strengths, reference: str, n_reference: 
                if getattr(plan, k) != getattr(small, k)]
     print(f"smoke: {', '.join(changed) or 'nothing to shrink'}")
     return small
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """Where and how big 05_synthetic_dataset writes: the form's values, or a few seconds' worth when smoke."""
+    out: Path
+    identities: int
+    captures: int
+    steps: int
+    device: str
+    n_training: int = 512            # training images the leakage check compares with
+
+
+def dataset_plan(out_dir: str | Path, identities: int, captures: int, steps: int, device: str = "auto",
+                 smoke: bool = False, env: Env | None = None) -> DatasetPlan:
+    """In Colab a relative out_dir goes on Drive (MyDrive/irislib/<out_dir>), so a cut-off session continues the
+    same dataset (irislib.dataset resumes); elsewhere it is used as given. Smoke: 3 identities x 2 captures,
+    2 steps, CPU, in smoke_path(out_dir), never the real folder."""
+    out = Path(out_dir).expanduser()
+    env = env or Env(in_colab=in_colab(), has_gpu=False, device="cpu", gpu_name=None, drive_root=None,
+                     runs_root=Path("runs"))
+    if smoke:
+        plan = DatasetPlan(smoke_path(Path("runs") / out if not out.is_absolute() else out), min(identities, 3),
+                           min(captures, 2), min(steps, 2), "cpu", n_training=16)
+        print(f"smoke: {plan.identities} identities x {plan.captures} captures, {plan.steps} steps, in {plan.out}")
+        return plan
+    if env.in_colab and not out.is_absolute():
+        out = env.drive_root / out if env.drive_root is not None else COLAB_CONTENT / out
+    print(f"dataset folder: {out}" + ("" if not env.in_colab or env.drive_root else " (Drive not mounted: lost "
+                                                                                     "when the session ends)"))
+    return DatasetPlan(out, identities, captures, steps, device)

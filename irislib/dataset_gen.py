@@ -305,11 +305,12 @@ def _name(k: int, width: int) -> str:
 def dataset(out, unet="iris128-unet", vae="iris128-vae", identities: int = 10, captures: int = 5, *, seed: int = 0,
             strength: float = 0.5, steps: int = 20, sampler: str = "ddim", batch_size: int = 8,
             refine_strength: float = 0.0, refine_steps: int = 2, variation: CaptureVariation | None = None,
-            device: str = "auto", progress: bool = True, verify: bool = False) -> Path:
+            device: str = "auto", progress: bool = True, verify: bool = False, n_training: int = 512) -> Path:
     """Write `identities` x `captures` iris images from a trained pair (run folders or manifest names) into `out`:
     <out>/0001/0001_01.png ..., metadata.csv, settings.json. Re-running with the same settings continues a cut-off
     run (byte-identical files); other settings in an existing folder are refused. With verify=True also writes the
-    verification report (verify_dataset) into the folder."""
+    verification report (verify_dataset, leakage against n_training of the UNet's training images) into the
+    folder."""
     if identities < 1 or captures < 1 or batch_size < 1:
         raise ConfigError(f"identities={identities}, captures={captures} and batch_size={batch_size} must be >= 1")
     if not 0 <= refine_strength < 1:
@@ -321,9 +322,8 @@ def dataset(out, unet="iris128-unet", vae="iris128-vae", identities: int = 10, c
     settings = cfg.to_json()
     _check_folder(out, settings)
     width_i, width_c = max(4, len(str(identities))), max(2, len(str(captures)))
-    done = out / "metadata.csv"
-    if done.exists():
-        return out
+    if (out / "metadata.csv").exists():
+        return _verified(out, verify, n_training)
     from .sampler import HybridSampler
     smp = HybridSampler.load(cfg.unet, cfg.vae, device=device)
     if cfg.strength > smp.max_strength + 1e-9:
@@ -373,9 +373,14 @@ def dataset(out, unet="iris128-unet", vae="iris128-vae", identities: int = 10, c
             _atomic_write(records / f"{_name(k, width_i)}.json", (json.dumps(rows) + "\n").encode())
     bar.close()
     _write_metadata(out, records, identities, width_i)
-    if verify:
+    return _verified(out, verify, n_training)
+
+
+def _verified(out: Path, verify: bool, n_training: int) -> Path:
+    """The finished folder, with its verification report written first when asked and not there yet."""
+    if verify and not (out / "verify.json").exists():
         from .dataset_verify import verify_dataset
-        verify_dataset(out)
+        verify_dataset(out, n_training=n_training)
     return out
 
 

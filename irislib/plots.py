@@ -117,6 +117,23 @@ def comparison_figure(report: dict, grids: dict, path: str | Path) -> Path:
     return path
 
 
+def dataset_grid(folder: str | Path, path: str | Path, identities: int = 8, captures: int = 8) -> Path:
+    """A dataset written by irislib.dataset (or any <identity>/<image> folder) as identities (rows) x captures
+    (columns): along a row one eye, down a column different eyes."""
+    import torch
+    from PIL import Image
+    folder = Path(folder)
+    ids = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))[:identities]
+    if not ids:
+        raise FileNotFoundError(f"no identity folders in {folder} (<identity>/<image>.png)")
+    grids = {}
+    for d in ids:
+        files = sorted(p for p in d.iterdir() if p.suffix.lower() in imageio.IMAGE_SUFFIXES)[:captures]
+        arr = np.stack([np.asarray(Image.open(f).convert("L"), np.float32) / 127.5 - 1 for f in files])
+        grids[d.name] = torch.from_numpy(arr)[:, None]
+    return sample_rows(grids, path, labels={k: f"identity {k}" for k in grids}, per_row=captures)
+
+
 def _font(size: int):
     from PIL import ImageFont
     try:

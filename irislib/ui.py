@@ -561,6 +561,30 @@ def show_report(out_dir: str | Path) -> None:
             _display(Image.open(out / name))
 
 
+def show_dataset(folder: str | Path, identities: int = 8, captures: int = 8) -> None:
+    """A synthetic dataset as a person checks it: identities (rows) x captures (columns), then its verification
+    report (verify.md rendered, with its figures) when irislib.dataset(..., verify=True) wrote one."""
+    from . import plots
+    folder = Path(folder)
+    grid = plots.dataset_grid(folder, folder / "grid.png", identities, captures)
+    print(f"{grid}: identities (rows) x captures (columns)")
+    _display(Image.open(grid))
+    md = folder / "verify.md"
+    if not md.is_file():
+        print(f"no verify.md in {folder}: irislib.verify_dataset({str(folder)!r}) writes it")
+        return
+    text = "\n".join(ln for ln in md.read_text().splitlines() if not ln.startswith("!["))
+    if in_kernel():
+        from IPython.display import Markdown
+        _display(Markdown(text))
+    else:
+        print(text)
+    for name in ("hd_histograms.png", "det.png", "hd_vs_dilation.png"):
+        if (folder / name).is_file():
+            print(name)
+            _display(Image.open(folder / name))
+
+
 def show_checkpoints() -> None:
     """The checkpoints in checkpoints_manifest.json as a small table: name, kind, size, what it was trained on."""
     from . import hub

@@ -24,7 +24,8 @@ from irislib import colab
 REPO_SLUG = "irislib/irislib"   # GitHub owner/repo the Colab badges point at (change here if the repo moves)
 BRANCH = "main"
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-EXPECTED = ["00_quickstart", "01_train_vae", "02_train_diffusion", "03_hybrid_sampling", "04_evaluate"]
+EXPECTED = ["00_quickstart", "01_train_vae", "02_train_diffusion", "03_hybrid_sampling", "04_evaluate",
+            "05_synthetic_dataset"]
 TIMEOUT_S = 600
 
 
@@ -164,7 +165,7 @@ def test_training_notebooks_share_their_calls_not_logic():
 
 
 SHIPPED = {"00_quickstart": ("unet", "vae"), "03_hybrid_sampling": ("unet_run", "vae_run"),
-           "04_evaluate": ("unet_run", "vae_run")}
+           "04_evaluate": ("unet_run", "vae_run"), "05_synthetic_dataset": ("unet_run", "vae_run")}
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -329,6 +330,25 @@ def test_evaluate_notebook_writes_metrics_and_smoke_shrinks_it(trained):
     assert figures and all(f"{name}: " in printed for name in figures)
     assert pngs_shown(nb) == 1 + len(figures)                    # the samples, then each report figure
     assert outputs(nb, "execute_result") == []
+
+
+@pytest.mark.notebooks
+@pytest.mark.slow
+def test_dataset_notebook_writes_a_verified_set_and_shows_it(tmp_path, kernel_env, monkeypatch):
+    """05 in smoke mode on the shipped 128 px pair (fetched offline): 3 identities x 2 captures in the smoke twin of
+    out_dir, the verification report written and shown (grid, rendered report, its figures)."""
+    monkeypatch.setenv("IRISLIB_CACHE", str(tmp_path / "cache"))
+    nb = execute("05_synthetic_dataset", tmp_path, out_dir="irises")
+    folder = tmp_path / "runs" / "smoke" / "irises"
+    assert not (tmp_path / "irises").exists()                     # smoke never writes the real folder
+    assert sorted(p.name for p in folder.glob("*/*.png")) == [f"000{i}_0{c}.png" for i in (1, 2, 3) for c in (1, 2)]
+    rep = json.loads((folder / "verify.json").read_text())
+    assert rep["images"] == 6 and rep["leakage"]["training_images"] == 16
+    tables = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
+              if "text/markdown" in o.get("data", {})]
+    assert len(tables) == 1 and tables[0].startswith("# Verification of") and "![" not in tables[0]
+    assert pngs_shown(nb) == 1 + 3                                # the grid, then the report's three figures
+    assert (folder / "grid.png").is_file() and outputs(nb, "execute_result") == []
 
 
 @pytest.mark.notebooks
