@@ -16,6 +16,9 @@ def _add_experiment_args(p: argparse.ArgumentParser, default_preset: str = "tiny
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field with a dotted key, e.g. --set train.lr=3e-4 (repeatable)")
     p.add_argument("--data", help="image folder (searched recursively) or synthetic:N (same as --set data.path=...)")
+    p.add_argument("--crop", choices=["auto", "centre", "iris", "csv"], help="how images are cut to squares (same "
+                   "as --set data.crop=...): centre, iris (camera frames: a square on the iris found in each), csv "
+                   "(boxes from data.crop_csv); auto = csv when data.crop_csv is set, else centre")
     p.add_argument("--out", required=True, help="run directory to write (created if missing)")
     p.add_argument("--resume", default="auto", help="auto (newest valid checkpoint in --out or the mirror), "
                    "a run or checkpoint directory, or 'no' to start fresh")
@@ -29,7 +32,8 @@ def _add_experiment_args(p: argparse.ArgumentParser, default_preset: str = "tiny
 def experiment_from_args(args) -> Experiment:
     """--config or else --preset, then --data, then --set overrides in order; validated (config.build_experiment,
     the notebooks' path too). --out, --resume, --mirror and --device say where it runs: not part of the Experiment."""
-    return build_experiment(args.preset, args.config, args.data, args.overrides)
+    crop = [f"data.crop={args.crop}"] if getattr(args, "crop", None) else []
+    return build_experiment(args.preset, args.config, args.data, [*crop, *args.overrides])
 
 
 def _int_list(text: str) -> list[int]:
@@ -92,8 +96,18 @@ def cmd_demo(args) -> None:
 
 def cmd_synth(args) -> None:
     from .data.synthetic import write_synthetic
-    paths = write_synthetic(args.out, args.n, size=args.size, seed=args.seed)
-    print(f"wrote {len(paths)} synthetic irises and geometry.json to {args.out}")
+    size = args.frame[::-1] if args.frame else args.size
+    paths = write_synthetic(args.out, args.n, size=size, seed=args.seed, frame=bool(args.frame))
+    what = f"{args.frame[0]}x{args.frame[1]} frames" if args.frame else "irises"
+    print(f"wrote {len(paths)} synthetic {what} and geometry.json to {args.out}")
+
+
+def _frame_size(text: str) -> tuple[int, int]:
+    """'640x480' -> (640, 480), one clear error otherwise."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) >= 64 for p in parts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give WIDTHxHEIGHT in px, each at least 64, e.g. 640x480")
+    return int(parts[0]), int(parts[1])
 
 
 def cmd_fetch(args) -> None:
@@ -228,7 +242,10 @@ def _add_other_commands(sub) -> None:
     p = sub.add_parser("synth", help="write N synthetic irises as PNG plus geometry.json")
     p.add_argument("--out", required=True)
     p.add_argument("--n", type=int, default=16)
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--size", type=int, default=128, help="side of the square iris crops")
+    p.add_argument("--frame", type=_frame_size, help="WIDTHxHEIGHT, e.g. 640x480 or 320x280: whole camera frames "
+                   "(skin, lids, lashes, glints, sensor noise) with the eye at a random position and scale, instead "
+                   "of iris crops; geometry.json has the exact pupil and iris in frame pixels")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
 

@@ -154,7 +154,8 @@ class DataConfig:
     path: str = "synthetic:256"           # image folder (searched recursively) or synthetic:N built-in irises
     image_size: int = 64                  # side of the square crop fed to the models, in pixels
     channels: int = 1                     # 1 = NIR grey (default), 3 = RGB
-    crop_csv: str = ""                    # optional CSV of per-image crop boxes: file,left,top,size; "" = centre crop
+    crop: str = "auto"                    # centre | iris (square on the iris found in each camera frame) | csv | auto
+    crop_csv: str = ""                    # CSV of per-image crop boxes: file,left,top,size (crop csv; auto = csv if set)
     random_flip: bool = True              # random horizontal flip (guided-diffusion's default)
     cache_dir: str = ""                   # where preprocessed tensors are cached; "" = <folder>/.irislib_cache
     num_workers: int = 0                  # DataLoader worker processes
@@ -166,6 +167,11 @@ class DataConfig:
             raise ConfigError(f"{section}.channels={self.channels} is not allowed; use 1 (NIR grey) or 3 (RGB)")
         if not self.path:
             raise ConfigError(f"{section}.path is empty; give an image folder or synthetic:N")
+        if self.crop not in ("auto", "centre", "iris", "csv"):
+            raise ConfigError(f"{section}.crop={self.crop!r} is not allowed; use centre (the centred square), iris "
+                              "(a square on the iris found in each camera frame), csv (boxes from crop_csv) or auto")
+        if self.crop == "csv" and not self.crop_csv:
+            raise ConfigError(f"{section}.crop=csv needs {section}.crop_csv: a CSV with columns file,left,top,size")
 
 
 @dataclass

@@ -27,7 +27,8 @@ def make_dataset(cfg: DataConfig) -> torch.utils.data.Dataset:
     n = parse_synthetic(cfg.path)
     if n is not None:
         return SyntheticIrisDataset(n, cfg.image_size, channels=cfg.channels, seed=cfg.synthetic_seed)
-    return FolderDataset(cfg.path, cfg.image_size, cfg.channels, crop_csv=cfg.crop_csv, cache_dir=cfg.cache_dir)
+    return FolderDataset(cfg.path, cfg.image_size, cfg.channels, crop_csv=cfg.crop_csv, cache_dir=cfg.cache_dir,
+                         crop=cfg.crop)
 
 
 __all__ = ["FolderDataset", "SyntheticIrisDataset", "generate", "make_dataset", "parse_synthetic",

@@ -82,14 +82,20 @@ def centre_box(h: int, w: int) -> tuple[int, int, int]:
     return (w - size) // 2, (h - size) // 2, size
 
 
-def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int) -> np.ndarray:
-    """Square crop (left, top, size; outside the image is black) of [H, W, C], Lanczos-resized -> [C, S, S]."""
+def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int, pad: str = "black") -> np.ndarray:
+    """Square crop (left, top, size) of [H, W, C], Lanczos-resized -> [C, S, S]. Where the square leaves the image
+    it is black (pad "black"), or the nearest edge pixel repeated (pad "edge": an iris near the frame's edge keeps
+    skin, not a black bar, around it)."""
     left, top, size = box
     h, w, c = x.shape
-    crop = np.zeros((size, size, c), np.float32)
-    y0, y1, x0, x1 = max(top, 0), min(top + size, h), max(left, 0), min(left + size, w)
-    if y1 > y0 and x1 > x0:
-        crop[y0 - top:y1 - top, x0 - left:x1 - left] = x[y0:y1, x0:x1]
+    if pad == "edge":
+        ys, xs = np.clip(np.arange(top, top + size), 0, h - 1), np.clip(np.arange(left, left + size), 0, w - 1)
+        crop = x[ys[:, None], xs[None, :]].astype(np.float32)
+    else:
+        crop = np.zeros((size, size, c), np.float32)
+        y0, y1, x0, x1 = max(top, 0), min(top + size, h), max(left, 0), min(left + size, w)
+        if y1 > y0 and x1 > x0:
+            crop[y0 - top:y1 - top, x0 - left:x1 - left] = x[y0:y1, x0:x1]
     if size != image_size:
         out = (image_size, image_size)
         chans = [Image.fromarray(np.ascontiguousarray(crop[..., k])).resize(out, Image.Resampling.LANCZOS)
@@ -158,18 +164,29 @@ def _warn_skipped(root: Path, skipped: list[list[str]]) -> None:
         return
     listed = ", ".join(f"{f} ({why})" for f, why in skipped[:MAX_LISTED])
     more = f", and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
-    warnings.warn(f"skipped {len(skipped)} unreadable file(s) in {root}: {listed}{more}", stacklevel=3)
+    no_eye = sum(why == NO_EYE for _, why in skipped)
+    what = "unreadable file(s)" if not no_eye else ("frame(s) where no eye was found" if no_eye == len(skipped)
+                                                    else "file(s), unreadable or with no eye found,")
+    warnings.warn(f"skipped {len(skipped)} {what} in {root}: {listed}{more}", stacklevel=3)
+
+
+CROPS = ("auto", "centre", "iris", "csv")
+MOST_FAIL = 0.5              # data.crop=iris stops when it finds no eye in more than this share of the frames
 
 
 class FolderDataset(torch.utils.data.Dataset):
     """Iris images of a folder (recursive) as float32 [C, S, S] in [-1, 1]; preprocessed once, then cached.
 
-    Cache: one safetensors file per (size, channels, crop) under cache_dir (default <root>/.irislib_cache),
-    rebuilt when any image is added, removed or changed (size or mtime) or the crop CSV changes.
+    crop: "centre" (the largest centred square), "iris" (a square centred on the iris found in each frame, its
+    side IRIS_CROP_SCALE iris diameters: camera frames), "csv" (boxes from crop_csv), "auto" (csv when crop_csv is
+    given, else centre). Cache: one safetensors file per (size, channels, crop) under cache_dir (default
+    <root>/.irislib_cache), rebuilt when any image is added, removed or changed (size or mtime) or the crop CSV
+    changes. With "iris", the boxes and found geometry are also written next to it as <cache>.crops.csv, which
+    can be hand-corrected and given back as crop_csv (crop "csv").
     """
 
     def __init__(self, root: str | Path, image_size: int = 64, channels: int = 1, crop_csv: str | Path = "",
-                 cache_dir: str | Path = "", progress: bool | None = None):
+                 cache_dir: str | Path = "", progress: bool | None = None, crop: str = "auto"):
         self.root = Path(root).expanduser()
         if not self.root.exists():
             raise FileNotFoundError(f"data folder {self.root} does not exist; set data.path to a folder of iris "
@@ -179,7 +196,8 @@ class FolderDataset(torch.utils.data.Dataset):
         if channels not in (1, 3) or image_size <= 0:
             raise ValueError(f"channels={channels}, image_size={image_size}: use channels 1 or 3 and a positive size")
         self.image_size, self.channels = int(image_size), int(channels)
-        self.crop_csv = Path(crop_csv).expanduser() if crop_csv else None
+        self.crop = _crop_mode(crop, crop_csv)
+        self.crop_csv = Path(crop_csv).expanduser() if self.crop == "csv" else None
         self.cache_path = self._cache_path(Path(cache_dir).expanduser() if cache_dir else None)
         sources = scan_images(self.root, skip=self.cache_path.parent)
         boxes = read_crop_csv(self.crop_csv) if self.crop_csv else None
@@ -190,6 +208,9 @@ class FolderDataset(torch.utils.data.Dataset):
             self._save_cache(fingerprint, *cached)
         self.data, self.files, self.skipped, self.crop_boxes = cached   # data: [N, C, S, S] float16
         _warn_skipped(self.root, self.skipped)
+        if self.crop == "iris":
+            self.crops_csv = self.cache_path.with_name(self.cache_path.name.replace(".safetensors", ".crops.csv"))
+            _write_crops_csv(self.crops_csv, self.files, self.crop_boxes)
 
     def __len__(self) -> int:
         return self.data.shape[0]
@@ -199,7 +220,7 @@ class FolderDataset(torch.utils.data.Dataset):
 
     # --- cache -------------------------------------------------------------------------------------
     def _cache_path(self, cache_dir: Path | None) -> Path:
-        crop = "centre" if self.crop_csv is None else \
+        crop = self.crop if self.crop_csv is None else \
             f"csv-{hashlib.sha1(str(self.crop_csv.resolve()).encode()).hexdigest()[:8]}"
         name = f"{self.image_size}px_{self.channels}ch_{crop}.safetensors"
         if cache_dir is None:
@@ -209,7 +230,9 @@ class FolderDataset(torch.utils.data.Dataset):
         return cache_dir / f"{self.root.resolve().name}-{tag}_{name}"
 
     def _fingerprint(self, sources) -> str:
+        from .iris_crop import IRIS_CROP_SCALE
         settings = {"version": CACHE_VERSION, "image_size": self.image_size, "channels": self.channels,
+                    **({"crop": "iris", "scale": IRIS_CROP_SCALE} if self.crop == "iris" else {}),
                     "crop_csv": hashlib.sha256(self.crop_csv.read_bytes()).hexdigest() if self.crop_csv else None}
         return hashlib.sha256(json.dumps([settings, sources]).encode()).hexdigest()
 
@@ -241,11 +264,13 @@ class FolderDataset(torch.utils.data.Dataset):
 
     # --- decoding ----------------------------------------------------------------------------------
     def _build(self, sources, boxes, progress):
-        """Decode, crop and resize every source file; unreadable ones are collected, not raised."""
+        """Decode, crop and resize every source file; unreadable ones (and, cropping on the iris, frames where no
+        eye is found) are collected, not raised."""
         s = self.image_size
         data = torch.empty((len(sources), self.channels, s, s), dtype=torch.float16)  # filled in place: low peak RAM
         files, skipped, crop_boxes, no_box = [], [], [], []
         show = progress if progress is not None else len(sources) >= PROGRESS_MIN_FILES
+        located = _locate_all(self.root, sources, show) if self.crop == "iris" else {}
         for rel, _, _ in tqdm(sources, desc=f"caching {self.root.name}", unit="img", disable=not show):
             path = self.root / rel
             try:
@@ -254,14 +279,24 @@ class FolderDataset(torch.utils.data.Dataset):
                 skipped.append([rel, _skip_reason(path, e)])
                 continue
             h, w = x.shape[:2]
-            box = boxes.get(rel) if boxes is not None else None
-            if box is None:
-                if boxes is not None:
-                    no_box.append(rel)
-                box = centre_box(h, w)
-            data[len(files)] = torch.from_numpy(crop_resize(x, box, s) * 2 - 1)
+            extra = {}
+            if self.crop == "iris":
+                eye = located.get(rel)
+                if eye is None:
+                    skipped.append([rel, NO_EYE])
+                    continue
+                box, extra = eye.box(), {k: v for k, v in eye.row().items() if k not in ("left", "top", "size")}
+            else:
+                box = boxes.get(rel) if boxes is not None else None
+                if box is None:
+                    if boxes is not None:
+                        no_box.append(rel)
+                    box = centre_box(h, w)
+            pad = "edge" if self.crop == "iris" else "black"
+            data[len(files)] = torch.from_numpy(crop_resize(x, box, s, pad) * 2 - 1)
             files.append(rel)
-            crop_boxes.append({"left": box[0], "top": box[1], "size": box[2], "height": h, "width": w})
+            crop_boxes.append({"left": box[0], "top": box[1], "size": box[2], "height": h, "width": w, **extra})
+        self._check_found(sources, skipped)
         if not files:
             listed = "; ".join(f"{f} ({why})" for f, why in skipped[:10])
             raise ValueError(f"no readable image in data folder {self.root} (searched recursively for "
@@ -270,3 +305,71 @@ class FolderDataset(torch.utils.data.Dataset):
             warnings.warn(f"{len(no_box)} image(s) have no row in crop CSV {self.crop_csv} and were centre-cropped: "
                           f"{', '.join(no_box[:MAX_LISTED])}", stacklevel=4)
         return (data if len(files) == len(sources) else data[:len(files)].clone()), files, skipped, crop_boxes
+
+    def _check_found(self, sources, skipped) -> None:
+        """data.crop=iris on a folder where most frames show no eye stops with one error saying what to try."""
+        no_eye = [f for f, why in skipped if why == NO_EYE]
+        if self.crop == "iris" and no_eye and len(no_eye) > MOST_FAIL * len(sources):
+            raise ValueError(
+                f"data.crop=iris found no eye in {len(no_eye)} of {len(sources)} images under {self.root} (e.g. "
+                f"{', '.join(no_eye[:3])}): if they are already iris crops use data.crop=centre; if the eyes are "
+                "very small, dark or covered, give boxes with data.crop=csv and data.crop_csv=FILE (columns "
+                "file,left,top,size)")
+
+
+NO_EYE = "no eye found (data.crop=iris)"
+CROP_COLUMNS = ["file", "left", "top", "size", "iris_cx", "iris_cy", "iris_r", "pupil_cx", "pupil_cy", "pupil_r",
+                "width", "height"]
+
+
+def _crop_mode(crop: str, crop_csv) -> str:
+    if crop not in CROPS:
+        raise ValueError(f"data.crop={crop!r}: use centre (the centred square), iris (a square on the iris found in "
+                         "each camera frame), csv (boxes from data.crop_csv) or auto")
+    if crop == "csv" and not crop_csv:
+        raise ValueError("data.crop=csv needs data.crop_csv: a CSV with columns file,left,top,size (data.crop=iris "
+                         "writes one beside its cache that you can correct by hand)")
+    return ("csv" if crop_csv else "centre") if crop == "auto" else crop
+
+
+def _locate_one(path: str):
+    """Worker: the eye in one frame (grey), or None (also for files that cannot be read: the main loop reports
+    those with their reason)."""
+    from .iris_crop import locate_eye
+    try:
+        return locate_eye(load_image(path, 1)[..., 0])
+    except Exception:
+        return None
+
+
+def _locate_all(root: Path, sources, show: bool) -> dict:
+    """{relative name: FoundEye or None} for every frame, on all cores for large folders (a 640x480 frame takes
+    about 0.6 s on one core)."""
+    paths = [str(root / rel) for rel, _, _ in sources]
+    workers = min(os.cpu_count() or 1, 8) if len(paths) >= PROGRESS_MIN_FILES else 1
+    bar = dict(desc=f"finding the iris in {root.name}", unit="img", total=len(paths), disable=not show)
+    if workers == 1:
+        found = [_locate_one(p) for p in tqdm(paths, **bar)]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            found = list(tqdm(pool.map(_locate_one, paths, chunksize=8), **bar))
+    return {rel: eye for (rel, _, _), eye in zip(sources, found)}
+
+
+def _write_crops_csv(path: Path, files: list[str], boxes: list[dict]) -> None:
+    """The iris crops as a CSV a person can check and correct, and give back as data.crop_csv."""
+    import io
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, CROP_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    wr.writeheader()
+    for f, b in zip(files, boxes):
+        wr.writerow({"file": f, **b})
+    try:
+        if not path.exists() or path.read_text() != buf.getvalue():
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text(buf.getvalue())
+            os.replace(tmp, path)
+    except OSError as e:
+        warnings.warn(f"could not write the crop list {path} ({e})", stacklevel=3)

@@ -29,10 +29,15 @@ def _frame(size) -> tuple[int, int]:
     return h, w
 
 
-def _draw_eye(rng: np.random.Generator, h: int, w: int) -> dict:
-    """Draw the geometry in px: iris circle, pupil ellipse, eyelid parabolas, glints."""
+def _draw_eye(rng: np.random.Generator, h: int, w: int, frame: bool = False) -> dict:
+    """Draw the geometry in px: iris circle, pupil ellipse, eyelid parabolas, glints. `frame`: a camera frame
+    (ND-0405, CASIA-Lamp 640x480; CASIA-Interval 320x280): the iris anywhere in it, its diameter 1/4 to 1/2 of
+    the frame's shorter side."""
     aspect = max(h, w) / min(h, w)
-    if aspect < 1.2:   # square-ish crop: the iris fills 60-90 % of the width
+    if frame:
+        r_iris = rng.uniform(0.125, 0.25) * min(h, w)
+        icx, icy = rng.uniform(1.05 * r_iris, w - 1.05 * r_iris), rng.uniform(1.05 * r_iris, h - 1.05 * r_iris)
+    elif aspect < 1.2:   # square-ish crop: the iris fills 60-90 % of the width
         r_iris = rng.uniform(0.30, 0.45) * min(h, w)
         icx = w / 2 - 0.5 + rng.uniform(-0.04, 0.04) * w
         icy = h / 2 - 0.5 + rng.uniform(-0.04, 0.04) * h
@@ -214,13 +219,14 @@ def _geometry(eye, lobes, blur_px, seed) -> dict:
 
 
 def generate(seed: int, size: int | tuple[int, int] = 128, *, channels: int = 1, pupil_lobes: float = 0.0,
-             pupil_blur_px: float = 0.0) -> tuple[np.ndarray, dict]:
+             pupil_blur_px: float = 0.0, frame: bool = False) -> tuple[np.ndarray, dict]:
     """One synthetic NIR eye: image float32 [H, W] (or [H, W, 3]) in [0, 1] and its exact geometry dict.
 
     Geometry (px): pupil {cx, cy, a >= b, angle_deg, lobes, lobe_phase_deg, blur_px}, iris {cx, cy, r},
     pupil_iris_ratio = sqrt(a*b) / r, eyelids {upper, lower: y = y0 + c (x - x0)^2, corners}, glints [{x, y, r}],
     size [H, W]. `pupil_lobes` A deforms the pupil outline to r0(th) (1 + A cos 3(th - lobe_phase));
     `pupil_blur_px` is the sigma of a Gaussian blur of the pupil layer only (the dark pupil bleeds into the iris).
+    `frame`: a full camera frame (size (H, W), e.g. (480, 640)) with the eye at a random position and scale.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels={channels}: use 1 (NIR grey) or 3 (grey replicated to RGB)")
@@ -228,7 +234,7 @@ def generate(seed: int, size: int | tuple[int, int] = 128, *, channels: int = 1,
         raise ValueError(f"pupil_lobes={pupil_lobes} must be in [0, 0.5) and pupil_blur_px={pupil_blur_px} >= 0")
     h, w = _frame(size)
     rng = np.random.default_rng(seed)
-    eye = _draw_eye(rng, h, w)
+    eye = _draw_eye(rng, h, w, frame)
     look = _draw_look(rng)
     img = _render(rng, eye, look, pupil_lobes, pupil_blur_px)
     if channels == 3:
@@ -275,13 +281,15 @@ class SyntheticIrisDataset(torch.utils.data.Dataset):
         return self._geometry[i]
 
 
-def write_synthetic(out_dir, n: int, size: int | tuple[int, int] = 128, seed: int = 0) -> list[Path]:
-    """Write iris_00000.png ... (8-bit grey) and geometry.json (list of geometry dicts with "file"); returns PNGs."""
+def write_synthetic(out_dir, n: int, size: int | tuple[int, int] = 128, seed: int = 0,
+                    frame: bool = False) -> list[Path]:
+    """Write iris_00000.png ... (8-bit grey) and geometry.json (list of geometry dicts with "file"); returns PNGs.
+    `frame`: full camera frames of size (H, W) with the eye anywhere (see generate)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths, records = [], []
     for i in range(n):
-        img, geo = generate(seed * SEED_STRIDE + i, size)
+        img, geo = generate(seed * SEED_STRIDE + i, size, frame=frame)
         path = out / f"iris_{i:05d}.png"
         Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path)
         paths.append(path)
@@ -333,3 +341,23 @@ def identity_set(n_identities: int, n_captures: int, size: int | tuple[int, int]
     pairs = [(i, c) for i in range(n_identities) for c in range(n_captures)]
     out = [generate_capture(i, c, size, seed=seed) for i, c in pairs]
     return np.stack([o[0] for o in out]), np.array([i for i, _ in pairs], np.int64), [o[1] for o in out]
+
+
+def no_eye_frames(h: int, w: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Frames with no eye to find, for data.crop=iris to skip: a blank frame, a scene of other things (a dark box,
+    a dark disc with no iris around it, an edge), a closed eye (skin with a lash line and a lid crease)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    blank = np.full((h, w), 0.5, np.float32) + rng.normal(0, 0.01, (h, w)).astype(np.float32)
+    field = smooth_field(rng, 4)
+    skin = 0.6 + 0.15 * bilinear(field, yy * (62.99 / (h - 1)), xx * (62.99 / (w - 1)))
+    scene = skin.copy()
+    scene[h // 5:h // 2, w // 6:w // 2] = 0.25                                   # a dark box
+    scene[np.hypot(xx - 0.7 * w, yy - 0.6 * h) < 0.08 * h] = 0.08                # a dark disc (no iris around it)
+    scene[:, int(0.85 * w):] *= 0.5                                               # an edge
+    cy = 0.5 * h + 0.05 * h * np.cos(np.pi * (xx - w / 2) / w)
+    closed = skin * (1 - 0.6 * np.exp(-((yy - cy) / 2.0) ** 2) * (np.abs(xx - w / 2) < 0.3 * w))
+    closed *= 1 - 0.15 * np.exp(-((yy - cy + 0.12 * h) / 4.0) ** 2)
+    noise = rng.normal(0, 0.01, (h, w)).astype(np.float32)
+    return {"blank": blank, "other scene": np.clip(gaussian_blur(scene, 1.0) + noise, 0, 1),
+            "closed eye": np.clip(gaussian_blur(closed, 1.0) + noise, 0, 1)}

@@ -488,6 +488,21 @@ def pupil_verdict(m: PupilMeasurement, shape: tuple[int, int]) -> str:
     return ",".join(name for name, test in PUPIL_TESTS.items() if not test(m, min(shape)))
 
 
+def pupil_candidates_measured(image, *, value_range: tuple[float, float] | None = None,
+                              n_rays: int = N_RAYS) -> list[PupilMeasurement]:
+    """Every dark candidate region measured (up to 4, see segment.pupil_candidates), `rejected` naming the pupil
+    tests each fails ("" = passes): for callers with their own evidence of which is the pupil, e.g. a limbus found
+    around it in a whole camera frame (data.iris_crop)."""
+    img = to_unit_image(image, value_range)
+    if not np.isfinite(img).all() or min(img.shape) < 16:
+        return []
+    out = []
+    for m, _ in (c for c in (_measure_blob(img, blob, n_rays) for blob in candidates_scaled(img)) if c):
+        m.rejected = pupil_verdict(m, img.shape)
+        out.append(m)
+    return out
+
+
 def measure_pupil(image, *, value_range: tuple[float, float] | None = None, n_rays: int = N_RAYS,
                   strict: bool = True) -> PupilMeasurement:
     """Measure the pupil ellipse, its edge width and the iris circle of one eye image (never raises on content).

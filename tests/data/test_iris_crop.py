@@ -1,0 +1,109 @@
+"""data.crop = "iris": the eye located in whole camera frames against the synthetic frames' exact geometry, frames
+with no eye skipped, the crop list written and usable as data.crop_csv, and the options on the CLI and config."""
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from irislib import cli
+from irislib.config import ConfigError, build_experiment
+from irislib.data.folder import FolderDataset, crop_resize
+from irislib.data.iris_crop import IRIS_CROP_SCALE, locate_eye
+from irislib.data.synthetic import SEED_STRIDE, generate, no_eye_frames, write_synthetic
+
+
+@pytest.mark.parametrize("size, n", [((480, 640), 4), ((280, 320), 8)])
+def test_located_iris_is_within_2_px_and_3_percent_of_the_truth(size, n):
+    """The 500-frame figures are benchmarks/iris_crop_accuracy.py's; here a few frames of each kind, every one
+    held to the issue's bars."""
+    for i in range(n):
+        img, geo = generate(7 * SEED_STRIDE + i, size, frame=True)
+        found = locate_eye(np.round(img * 255) / 255)
+        truth = geo["iris"]
+        assert found is not None, f"frame {i}: no eye found"
+        assert np.hypot(found.iris_cx - truth["cx"], found.iris_cy - truth["cy"]) <= 2, (i, found, truth)
+        assert abs(found.iris_r / truth["r"] - 1) <= 0.03, (i, found, truth)
+        # the square is centred on the iris (to half a pixel) and its side is IRIS_CROP_SCALE diameters
+        assert abs(found.left + found.size / 2 - 0.5 - found.iris_cx) <= 0.5
+        assert abs(found.top + found.size / 2 - 0.5 - found.iris_cy) <= 0.5
+        assert abs(found.size - IRIS_CROP_SCALE * 2 * found.iris_r) <= 0.5
+
+
+@pytest.mark.parametrize("kind", ["blank", "other scene", "closed eye"])
+def test_frames_without_an_eye_are_not_taken_for_one(kind):
+    assert locate_eye(no_eye_frames(280, 320, seed=3)[kind]) is None
+
+
+def test_edge_padding_repeats_the_border_where_the_square_leaves_the_image():
+    x = np.arange(12, dtype=np.float32).reshape(3, 4, 1) / 12
+    out = crop_resize(x, (-2, -1, 5), 5, pad="edge")[0]
+    assert np.allclose(out[0], out[1]) and np.allclose(out[1, :3], x[0, 0, 0]) and np.allclose(out[1:4, 2:], x[:, :3, 0])
+    assert crop_resize(x, (-2, -1, 5), 5)[0][0].max() == 0                     # black, as before, otherwise
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    root = tmp_path_factory.mktemp("frames")
+    write_synthetic(root / "set", 5, size=(240, 320), seed=11, frame=True)
+    Image.fromarray(np.round(no_eye_frames(240, 320)["blank"] * 255).astype(np.uint8)).save(root / "set" / "blank.png")
+    return root
+
+
+def test_iris_crop_skips_frames_without_an_eye_and_writes_its_crop_list(frames, tmp_path):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = FolderDataset(frames / "set", 64, crop="iris", cache_dir=tmp_path / "cache", progress=False)
+    msgs = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert len(msgs) == 1 and "skipped 1 frame(s) where no eye was found" in msgs[0] and "blank.png" in msgs[0]
+    assert len(ds) == 5 and ds.skipped == [["blank.png", "no eye found (data.crop=iris)"]]
+    truth = {g["file"]: g["iris"] for g in json.loads((frames / "set" / "geometry.json").read_text())}
+    with open(ds.crops_csv) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"] for r in rows] == ds.files and {"left", "top", "size", "iris_cx", "pupil_r"} <= set(rows[0])
+    for r in rows:
+        t = truth[r["file"]]
+        assert np.hypot(float(r["iris_cx"]) - t["cx"], float(r["iris_cy"]) - t["cy"]) <= 2
+    # the list, given back as data.crop_csv, crops the same squares (black padding where a box leaves the frame;
+    # the frame it has no row for is centre-cropped, with a warning, as any file missing from a crop CSV)
+    with pytest.warns(UserWarning, match="1 image.s. have no row in crop CSV"):
+        again = FolderDataset(frames / "set", 64, crop="csv", crop_csv=ds.crops_csv, cache_dir=tmp_path / "c2",
+                              progress=False)
+    boxes = {f: (b["left"], b["top"], b["size"]) for f, b in zip(again.files, again.crop_boxes)}
+    assert all(boxes[f] == (b["left"], b["top"], b["size"]) for f, b in zip(ds.files, ds.crop_boxes))
+    inside = [k for k, b in enumerate(ds.crop_boxes) if b["left"] >= 0 and b["top"] >= 0 and
+              b["left"] + b["size"] <= 320 and b["top"] + b["size"] <= 240]
+    assert inside and all(np.array_equal(ds.data[k], again.data[again.files.index(ds.files[k])]) for k in inside)
+    # cached: a second open gives the same tensors (and the same one-line skip warning)
+    with pytest.warns(UserWarning, match="blank.png"):
+        cached = FolderDataset(frames / "set", 64, crop="iris", cache_dir=tmp_path / "cache", progress=False)
+    assert np.array_equal(cached.data, ds.data)
+
+
+def test_a_folder_where_most_frames_have_no_eye_stops_with_one_error(tmp_path):
+    for k, (name, img) in enumerate(no_eye_frames(240, 320).items()):
+        Image.fromarray(np.round(img * 255).astype(np.uint8)).save(tmp_path / f"{k}.png")
+    write_synthetic(tmp_path / "one", 1, size=(240, 320), seed=11, frame=True)
+    with pytest.raises(ValueError, match=r"data.crop=iris found no eye in 3 of 4 images .*data.crop=centre.*crop_csv"):
+        FolderDataset(tmp_path, 64, crop="iris", cache_dir=tmp_path / ".c", progress=False)
+
+
+def test_crop_option_in_config_cli_and_synth(tmp_path, capsys):
+    exp = build_experiment("tiny", overrides=["data.crop=iris"])
+    assert exp.data.crop == "iris"
+    with pytest.raises(ConfigError, match="data.crop='square'"):
+        build_experiment("tiny", overrides=["data.crop=square"])
+    with pytest.raises(ConfigError, match="data.crop=csv needs data.crop_csv"):
+        build_experiment("tiny", overrides=["data.crop=csv"])
+    args = cli.build_parser().parse_args(["train-vae", "--out", str(tmp_path / "r"), "--crop", "iris"])
+    assert cli.experiment_from_args(args).data.crop == "iris"
+    assert cli.main(["synth", "--out", str(tmp_path / "f"), "--n", "2", "--frame", "320x280"]) in (0, None)
+    geo = json.loads((tmp_path / "f" / "geometry.json").read_text())
+    assert geo[0]["size"] == [280, 320] and Image.open(tmp_path / "f" / geo[0]["file"]).size == (320, 280)
+    with pytest.raises(SystemExit):
+        cli.main(["synth", "--out", str(tmp_path / "g"), "--frame", "640"])
+    assert "give WIDTHxHEIGHT" in capsys.readouterr().err
