@@ -157,10 +157,10 @@ def smoke_overrides(max_steps: int = 0) -> dict:
 
 
 def training_experiment(preset: str, data: str, overrides=None, precision: str = "fp32", seed: int = 0,
-                        max_steps: int = 0, epochs: int = 0, smoke: bool = False) -> Experiment:
+                        max_steps: int = 0, epochs: int = 0, smoke: bool = False, crop: str = "auto") -> Experiment:
     """A training notebook's Experiment (what is trained) through config.build_experiment: the preset (tiny when
     smoke), then the form's typed values (max_steps/epochs 0 = the preset's), then `overrides`, then smoke settings."""
-    form = {"train.precision": precision, "train.seed": seed}
+    form = {"train.precision": precision, "train.seed": seed, "data.crop": crop}
     if max_steps > 0:
         form["train.max_steps"] = max_steps
     if epochs > 0:
