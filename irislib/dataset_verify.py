@@ -262,7 +262,13 @@ def _figures(out: Path, gen, imp, rates, ddil, threshold) -> dict:
     plt.close(fig)
     figs["det"] = str(out / "det.png")
     fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    ax.scatter(ddil, gen, s=6, alpha=0.5)
+    ax.scatter(ddil, gen, s=6, alpha=0.4, label="genuine pairs")
+    edges = np.arange(0, max(float(ddil.max(initial=0)), 0.05) + 0.05, 0.05)
+    idx = np.digitize(ddil, edges) - 1
+    means = [(edges[k] + 0.025, gen[idx == k].mean()) for k in range(len(edges) - 1) if (idx == k).sum() >= 5]
+    if means:
+        ax.plot(*zip(*means), "o-", color="C3", label="mean per 0.05 bin")
+        ax.legend(fontsize=8, loc="upper left")
     ax.axhline(threshold, color="k", ls="--", lw=1)
     ax.set(xlabel="pupil dilation difference |ratio a - ratio b|", ylabel="genuine HD",
            title="Genuine HD vs dilation difference")
