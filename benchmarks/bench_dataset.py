@@ -15,7 +15,7 @@ import time
 import torch
 
 import irislib
-from irislib.sampler import HybridSampler, SampleConfig
+from irislib.generate.sampler import HybridSampler, SampleConfig
 
 
 def main(argv=None) -> None:

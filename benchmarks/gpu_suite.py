@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 from irislib import hybrid, presets  # noqa: E402
 from irislib.config import DiffusionConfig, Experiment, TrainConfig, UNetConfig, VAEConfig  # noqa: E402
 from irislib.diffusion import GaussianDiffusion  # noqa: E402
-from irislib.pipeline import build_diffusion  # noqa: E402
+from irislib.generate.loading import build_diffusion  # noqa: E402
 from irislib.diffusion.resample import make_t_sampler  # noqa: E402
 from irislib.models.layers import AttentionBlock, ResBlock  # noqa: E402
 from irislib.models.unet import UNet, count_parameters  # noqa: E402
@@ -308,7 +308,7 @@ def irislib_trainer(suite: Suite, name: str, cfg: UNetConfig, batch: int, micro:
     with torch.device(suite.device):
         model = UNet(cfg)
     if exp.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # as irislib.pipeline._memory_format
+        model = model.to(memory_format=torch.channels_last)  # as irislib.train.pipeline._memory_format
     diffusion = build_diffusion(exp)   # learn_sigma from the experiment's unet section, as training does
     task = DiffusionTask(diffusion, make_t_sampler("uniform", diffusion))
     data = Images(2 * batch, cfg.in_channels, cfg.image_size)

@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from irislib.metrics import measure_set
-from irislib.pipeline import load_unet, load_vae
-from irislib.report import held_out_reference
-from irislib.hybrid import denoise_batch, draw_drafts
+from irislib.generate.loading import load_unet, load_vae
+from irislib.evaluation.report import held_out_reference
+from irislib.generate.hybrid import denoise_batch, draw_drafts
 
 
 def darkness_row(name: str, images) -> str:

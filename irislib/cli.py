@@ -49,7 +49,7 @@ def _resume(value: str):
 
 def cmd_train(args, kind: str) -> None:
     exp = experiment_from_args(args)  # config errors first, before heavy imports
-    from . import pipeline
+    from .train import pipeline
     kwargs = dict(resume=_resume(args.resume), progress=not args.quiet, mirror_dir=args.mirror or None,
                   device=args.device)
     if kind == "refiner":
@@ -60,7 +60,7 @@ def cmd_train(args, kind: str) -> None:
 
 
 def cmd_sample(args) -> None:
-    from . import pipeline
+    from .train import pipeline
     res = pipeline.sample(args.unet, vae_run=args.vae, out=args.out, n=args.n, strength=args.strength,
                           steps=args.steps, sampler=args.sampler, seed=args.seed, batch_size=args.batch_size,
                           device=args.device, bit_depth=args.bit_depth, use_ema=not args.no_ema,
@@ -69,7 +69,7 @@ def cmd_sample(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from . import report as reports
+    from .evaluation import report as reports
     if args.unet:
         report = reports.compare(args.unet, args.vae, args.out, strengths=args.strengths, steps=args.steps,
                                   n=args.n, seed=args.seed, reference=args.reference, sampler=args.sampler,
@@ -89,7 +89,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from . import report
+    from .evaluation import report
     out = report.demo(args.out, quick=args.quick)
     print(f"demo finished: report and grids in {out}")
 
@@ -308,7 +308,7 @@ def _add_dataset_commands(sub) -> None:
 
 
 def cmd_dataset(args) -> None:
-    from .dataset_gen import dataset
+    from .generate.dataset import dataset
     out = dataset(args.out, args.unet, args.vae, args.identities, args.captures, seed=args.seed,
                   strength=args.strength, steps=args.steps, sampler=args.sampler, batch_size=args.batch_size,
                   refine_strength=args.refine_strength, refine_steps=args.refine_steps, device=args.device,
@@ -317,7 +317,7 @@ def cmd_dataset(args) -> None:
 
 
 def cmd_verify_dataset(args) -> None:
-    from .dataset_verify import verify_dataset
+    from .evaluation.verify import verify_dataset
     rep = verify_dataset(args.folder, args.out, threshold=args.threshold, training=args.training,
                          n_training=args.n_training)
     print(f"{rep['images']} images, {rep['identities']} identities: genuine HD {rep['genuine']['mean']:.3f}, "

@@ -17,8 +17,8 @@ from PIL import Image
 
 import irislib
 from irislib.config import ConfigError
-from irislib.dataset_gen import COLUMNS
-from irislib.dataset_verify import error_rates, verify_dataset
+from irislib.generate.dataset import COLUMNS
+from irislib.evaluation.verify import error_rates, verify_dataset
 
 KW = dict(identities=3, captures=2, steps=2, batch_size=2, device="cpu", progress=False)
 
@@ -171,7 +171,7 @@ def test_tissue_bend_moves_the_iris_off_the_rubber_sheet_the_matcher_undoes():
     difference); the bend is what makes HD rise with it, as on real eyes (Hollingsworth et al. 2009)."""
     from irislib import biometrics as bm
     from irislib.data.synthetic import generate
-    from irislib.dataset_gen import warp_eye
+    from irislib.generate.dataset import warp_eye
     img, geom = generate(5, 128)
     bnd = bm.Boundaries.from_geometry(geom)
     ratio = bnd.pupil_radius / bnd.iris_r + 0.15

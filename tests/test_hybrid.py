@@ -10,7 +10,7 @@ from irislib.diffusion import GaussianDiffusion, samplers
 from irislib.models.prior import GaussianMixturePrior
 from irislib.models.unet import UNet
 from irislib.models.vae import VAE
-from irislib.sampler import HybridSampler, SampleConfig
+from irislib.generate.sampler import HybridSampler, SampleConfig
 
 
 def _unet(cond_channels=0):

@@ -191,3 +191,25 @@ def test_checker_sees_lazy_relative_and_package_imports(tmp_path):
 def test_checker_finds_a_two_module_cycle(tmp_path, text):
     pkg = _write(tmp_path, {"__init__.py": "", "a.py": "from . import b\n", "b.py": text})
     assert cycles(import_graph(pkg)) == [["irislib.a", "irislib.b", "irislib.a"]]
+
+
+def test_moved_modules_load_under_their_old_names_as_the_same_module():
+    """Code written against the flat layout (`import irislib.report`, `from irislib.colab import setup`) keeps
+    working: the old name is the moved module itself, not a copy (a monkeypatch through either name is seen)."""
+    import importlib
+
+    import irislib
+    for old, new in irislib.MOVED.items():
+        moved = importlib.import_module(f"irislib.{new}")
+        assert importlib.import_module(f"irislib.{old}") is moved, old
+        assert getattr(irislib, old) is moved and moved.__name__ == f"irislib.{new}"
+        assert (PACKAGE / f"{old}.py").exists() is False
+    from irislib.dataset_gen import dataset
+    assert dataset is irislib.dataset
+
+
+def test_the_package_root_holds_only_shared_modules():
+    """The pipeline's stages are folders; the root keeps what every stage shares (config, presets, the checkpoint
+    hub, image and path helpers) and the CLI."""
+    assert sorted(p.stem for p in PACKAGE.glob("*.py")) == ["__init__", "cli", "compat", "config", "hub", "imageio",
+                                                             "jsonsafe", "presets", "safepath"]

@@ -234,7 +234,7 @@ def test_cli_under_torchrun_two_processes(tmp_path):
 
 
 def test_a_vae_resumed_past_its_prior_warns_and_drafting_says_what_to_do(tmp_path, small_exp):
-    from irislib.sampler import HybridSampler, SampleConfig
+    from irislib.generate.sampler import HybridSampler, SampleConfig
     exp = small_exp({"train.max_steps": 2, "train.sample_grid_images": 0})
     run = pipeline.train_vae(exp, tmp_path / "vae", progress=False)
     newest = checkpoint.load(checkpoint.find_resume(run))

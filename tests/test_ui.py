@@ -10,7 +10,7 @@ from PIL import Image
 
 from irislib import ui
 from irislib.config import ConfigError
-from irislib.sampler import SampleConfig, SampleResult
+from irislib.generate.sampler import SampleConfig, SampleResult
 
 
 def test_to_uint8_maps_minus_one_to_one():
@@ -335,7 +335,7 @@ def test_a_second_draw_loads_nothing_and_hashes_nothing(widgets, tmp_path, monke
 
     from irislib import checkpoint, hub, loading
     from irislib.checkpoint import files as ckpt_files
-    from irislib.sampler import HybridSampler
+    from irislib.generate.sampler import HybridSampler
 
     monkeypatch.setenv("IRISLIB_CACHE", str(tmp_path / "cache"))
     counts = {}

@@ -116,7 +116,7 @@ def _refine(grey: np.ndarray, cx: float, cy: float, r: float):
     """The circle through the limbus edge points near (cx, cy, r): on rays within REFINE_DEG of the horizontal,
     the steepest rise within 6 % of r, then a robust circle fit (the arcs' mean pins the radius; single rays pin
     the centre, which the near-horizontal arcs leave loose vertically). None if it strays from the arcs' circle."""
-    from ..metrics.fit import _robust_keep, fit_circle
+    from ..metrics.fit import _ransac_circle, _robust_keep, fit_circle
     from ..metrics.image_ops import bilinear
     lat = np.radians(np.linspace(-REFINE_DEG, REFINE_DEG, 2 * REFINE_DEG // 2 + 1))
     th = np.concatenate([lat, np.pi + lat])
@@ -134,7 +134,8 @@ def _refine(grey: np.ndarray, cx: float, cy: float, r: float):
     step[:, np.abs(rr[i] / r - 1) > 0.06] = -np.inf
     j = i[np.argmax(step, 1)]
     px, py = x[ok][np.arange(len(j)), j], y[ok][np.arange(len(j)), j]
-    circ = fit_circle(px, py)
+    keep = _ransac_circle(px, py, tol=max(0.5, 0.005 * r))    # eyelid crossings: a minority arc, dropped
+    circ = fit_circle(px[keep], py[keep])
     for _ in range(2):
         if circ is None:
             return None

@@ -9,7 +9,7 @@ Each lever gives the plain path's loss within bf16 tolerance (tests/train/test_s
   module, so state-dict keys stay guided-diffusion's (no "_orig_mod." prefix).
 - train.data_on_device: the whole dataset held as one tensor on the device, batches gathered by index (no
   DataLoader, no host-to-device copies); the same batches as the DataLoader, bit for bit.
-Elsewhere: train.channels_last (irislib.pipeline), unet.use_checkpoint (activation checkpointing per block),
+Elsewhere: train.channels_last (irislib.train.pipeline), unet.use_checkpoint (activation checkpointing per block),
 train.precision="auto" (irislib.train.precision).
 """
 from __future__ import annotations

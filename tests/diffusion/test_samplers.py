@@ -250,7 +250,7 @@ def test_the_registry_is_the_one_list_of_sampler_names(monkeypatch, capsys):
     """CLI --sampler (both commands) and SampleConfig read SAMPLERS: a name added there is accepted everywhere."""
     from irislib import cli
     from irislib.config import ConfigError
-    from irislib.sampler import SampleConfig
+    from irislib.generate.sampler import SampleConfig
     monkeypatch.setitem(samplers.SAMPLERS, "euler-test", samplers.ddim)
     parser = cli.build_parser()
     for command in (["sample", "--unet", "u", "--out", "o"], ["evaluate", "--out", "o"]):

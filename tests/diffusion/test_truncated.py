@@ -120,7 +120,7 @@ def test_respacing_through_the_python_api_cli_and_panel_stays_in_the_trained_ran
     import json
 
     from irislib import ui
-    from irislib.sampler import HybridSampler, SampleConfig
+    from irislib.generate.sampler import HybridSampler, SampleConfig
     sampler = HybridSampler.load("iris64-unet", "iris64-vae", device="cpu")
     cfg = SampleConfig(n=1, strength=0.7, respacing="ddim10")
     assert sampler.sample(cfg).t0 == 200

@@ -46,7 +46,7 @@ def platform_key() -> dict:
 
 def draw_all() -> dict[str, np.ndarray]:
     """Every case's images (and its drafts when there are any), float32, drawn on one CPU thread."""
-    from irislib.sampler import HybridSampler, SampleConfig
+    from irislib.generate.sampler import HybridSampler, SampleConfig
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -7,7 +7,7 @@ import torch
 from irislib.config import DiffusionConfig, Experiment, TrainConfig, UNetConfig
 from irislib.diffusion.resample import make_t_sampler
 from irislib.models.unet import UNet
-from irislib.pipeline import build_diffusion
+from irislib.train.pipeline import build_diffusion
 from irislib.train import DiffusionTask, Trainer
 from unet_helpers import randomized  # noqa: F401  (shared with tests/gpu and tests/train)
 

@@ -64,7 +64,7 @@ def test_units_after_groupnorm_are_measured_too(tiny_exp):
 
 def test_a_healthy_unet_reads_zero_at_any_probe_size(tiny_exp):
     from irislib.diffusion.resample import make_t_sampler
-    from irislib.pipeline import build_diffusion
+    from irislib.train.pipeline import build_diffusion
     from irislib.train.tasks import DiffusionTask
     unet, diffusion = UNet(tiny_exp.unet).eval(), build_diffusion(tiny_exp)
     task = DiffusionTask(diffusion, make_t_sampler("uniform", diffusion))

@@ -10,7 +10,7 @@ from irislib import checkpoint
 from irislib.diffusion.resample import make_t_sampler
 from irislib.models.unet import UNet
 from irislib.models.vae import VAE
-from irislib.pipeline import build_diffusion
+from irislib.train.pipeline import build_diffusion
 from irislib.train import DiffusionTask, Trainer, VAETask
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import imageio
+from .. import imageio
 
 PLOT_METRICS = (("ellipse_residual", "ellipse-fit residual (/ radius)"), ("edge_width_px", "pupil edge width (px)"),
                 ("pupil_iris_ratio", "pupil / iris radius"))

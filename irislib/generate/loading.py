@@ -9,13 +9,13 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint
-from .config import ConfigError, Experiment
-from .diffusion import GaussianDiffusion
-from .models.prior import GaussianMixturePrior
-from .models.unet import UNet
-from .models.vae import VAE
-from .train import distributed
+from .. import checkpoint
+from ..config import ConfigError, Experiment
+from ..diffusion import GaussianDiffusion
+from ..models.prior import GaussianMixturePrior
+from ..models.unet import UNet
+from ..models.vae import VAE
+from ..train import distributed
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -33,7 +33,7 @@ def resolve_run(ref: str | Path) -> Path:
     path = Path(ref)
     if path.exists():
         return path
-    from . import hub
+    from .. import hub
     try:
         return Path(hub.fetch_run(str(ref)))
     except KeyError:

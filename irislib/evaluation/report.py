@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import imageio, presets
-from .config import ConfigError, Experiment
-from .data import make_dataset
-from .jsonsafe import json_safe as _clean
-from .metrics import compare_sets, compute_kid, measure_set
+from .. import imageio, presets
+from ..config import ConfigError, Experiment
+from ..data import make_dataset
+from ..jsonsafe import json_safe as _clean
+from ..metrics import compare_sets, compute_kid, measure_set
 
 PLOT_VALUES = ("ellipse_residual", "edge_width_px", "pupil_iris_ratio", "axis_ratio", "concentricity", "pupil_darkness",
                "iris_pupil_contrast")
@@ -108,7 +108,7 @@ def compare(unet_run, vae_run, out, strengths=(0.3, 0.5, 0.7), steps=(20,), n: i
     `vanilla_budgets` ("250", "full"): vanilla rows at those DDPM budgets, on `vanilla_n` images (default n);
     `rows_from`: a report folder whose rows of those names are reused (with their grids), not drawn again.
     """
-    from .sampler import HybridSampler, SampleConfig
+    from ..generate.sampler import HybridSampler, SampleConfig
     if vae_run is None:
         raise ConfigError("the comparison report needs the VAE run that drafts the shapes (--vae RUN)")
     if n < 1:
@@ -205,7 +205,7 @@ def _headline(rows: dict) -> str:
 def run_data(data):
     """A loaded run's DataConfig with its image cache moved into irislib's own cache: a run folder is untrusted
     input (docs/design.md, threat model), so evaluating it must not write where its config.json points."""
-    from .hub import default_cache_dir
+    from ..hub import default_cache_dir
     return dataclasses.replace(data, cache_dir=str(default_cache_dir() / "data"))
 
 
@@ -219,7 +219,7 @@ def biometric_section(grids: dict, ref: np.ndarray, exp: Experiment, out: Path, 
                       threshold: float = 0.34, n_training: int = 512) -> dict:
     """ISO/IEC 29794-6 quality per method (share passing all BIQT-Iris thresholds, component medians) and iris-code
     identity checks of the headline method: uniqueness among samples, leakage against training images."""
-    from .biometrics import identity_report, quality_report
+    from ..biometrics import identity_report, quality_report
     quality = {"reference": _quality_summary(quality_report(ref))}
     for name, images in grids.items():
         quality[name] = _quality_summary(quality_report(_as01(images)))
@@ -267,7 +267,7 @@ def reference_floors(ref: np.ndarray) -> dict:
 
 def summarize_measures(measures: dict) -> dict:
     """found_rate and the medians of the headline metrics."""
-    from .metrics import summarize
+    from ..metrics import summarize
     s = summarize(measures)
     return {"found_rate": s["found_rate"], **{f"{m}_median": s[m]["median"] for m in HEADLINE_METRICS if m in s}}
 
@@ -450,7 +450,7 @@ def demo(out: str | Path = "demo_out", quick: bool = False) -> Path:
        against held-out synthetic irises (report.md, comparison.png, headline.png, grids), with vanilla at its
        full chain read from the shipped report (docs/report128) when this is a clone that has it.
     """
-    from .pipeline import sample, train_diffusion, train_vae
+    from ..train.pipeline import sample, train_diffusion, train_vae
     out = Path(out)
     steps, n, calls = (2, 4, 2) if quick else (20, 16, 20)
     base = presets.get("tiny").override({"data.path": "synthetic:64", "train.epochs": 0, "train.save_every_steps": 10,

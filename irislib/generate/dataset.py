@@ -36,9 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .biometrics.normalize import Boundaries, fit_boundaries
-from .config import ConfigError
-from .data.synthetic_texture import gaussian_blur
+from ..biometrics.normalize import Boundaries, fit_boundaries
+from ..config import ConfigError
+from ..data.synthetic_texture import gaussian_blur
 
 FORMAT = "irislib-dataset/1"
 SEED_STRIDE = 1_000_003          # identity k (0-based) of a set with seed s has seed s * SEED_STRIDE + k
@@ -145,7 +145,7 @@ def _remove_glints(img: np.ndarray, bnd: Boundaries) -> np.ndarray:
         return img
     level = float(np.median(img[inner]))
     spot = (d < rp + 1.5) & (img > level + 0.2)
-    from .metrics.image_ops import dilate
+    from ..metrics.image_ops import dilate
     spot = dilate(spot, 1) & (d < rp + 2.5)
     out = img.copy()
     out[spot] = level
@@ -174,7 +174,7 @@ def warp_eye(img: np.ndarray, bnd: Boundaries, ratio: float, rotation_deg: float
     rho = np.where((rho > 0) & (rho < 1), rho + bend * rho * (1 - rho), rho)
     d0 = np.where(rho < 0, d / k, np.where(rho < 1, rp0 + rho * (rl - rp0), d))
     sx, sy = bnd.pupil_cx + d0 * np.cos(th), bnd.pupil_cy + d0 * np.sin(th)
-    from .metrics.image_ops import bilinear
+    from ..metrics.image_ops import bilinear
     out = bilinear(img, np.clip(sx, 0, w - 1), np.clip(sy, 0, h - 1))
     pcx, pcy = _rot(bnd.pupil_cx - bnd.iris_cx, bnd.pupil_cy - bnd.iris_cy, rotation_deg)
     new = Boundaries(cx + pcx, cy + pcy, bnd.pupil_a * k, bnd.pupil_b * k, (bnd.pupil_angle_deg + rotation_deg) % 180,
@@ -202,7 +202,7 @@ def _motion_blur(img: np.ndarray, length: float, angle_deg: float) -> np.ndarray
     """Average of copies shifted along a line of `length` px (bilinear, edges clamped)."""
     if length < 0.25:
         return img
-    from .metrics.image_ops import bilinear
+    from ..metrics.image_ops import bilinear
     h, w = img.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     n = 2 * int(math.ceil(length)) + 1
@@ -264,7 +264,7 @@ def _usable(bnd: Boundaries | None, size: int, ratio_range) -> bool:
 def _draw_identities(sampler, cfg: DatasetSettings, ks: list[int], max_attempts: int = 4):
     """Identity images [len(ks), H, W] in [0, 1], boundaries and draw attempts for 0-based identities ks."""
     from . import hybrid
-    from .imageio import to_numpy01
+    from ..imageio import to_numpy01
     base = [cfg.seed * SEED_STRIDE + k for k in ks]
     out: dict[int, tuple] = {}
     todo = list(range(len(ks)))
@@ -379,7 +379,7 @@ def dataset(out, unet="iris128-unet", vae="iris128-vae", identities: int = 10, c
 def _verified(out: Path, verify: bool, n_training: int) -> Path:
     """The finished folder, with its verification report written first when asked and not there yet."""
     if verify and not (out / "verify.json").exists():
-        from .dataset_verify import verify_dataset
+        from ..evaluation.verify import verify_dataset
         verify_dataset(out, n_training=n_training)
     return out
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from . import imageio
+from .. import imageio
 
 PAD = 2           # pixels between grid cells
 TITLE_PX = 14     # height of the title strip
@@ -130,7 +130,7 @@ def show_samples(run_dir: str | Path, last: int = 1) -> None:
 # --- loss plots --------------------------------------------------------------------------------------------
 def _logged_rows(metrics_jsonl_path: str | Path) -> list[dict]:
     """checkpoint.read_metrics' rows, or one clear error when nothing was logged yet (plotting nothing misleads)."""
-    from .checkpoint import read_metrics
+    from ..checkpoint import read_metrics
     rows = read_metrics(metrics_jsonl_path)
     if not rows:
         raise FileNotFoundError(f"no metrics logged in {metrics_jsonl_path} yet; pass a metrics.jsonl file or a run "
@@ -341,7 +341,7 @@ def check_panel_config(cfg, sampler=None):
 
 
 def _config_error(msg: str) -> Exception:
-    from .config import ConfigError
+    from ..config import ConfigError
     return ConfigError(msg)
 
 
@@ -352,7 +352,7 @@ def one_line_errors() -> None:
         return
     from IPython import get_ipython
 
-    from .config import ConfigError
+    from ..config import ConfigError
 
     def one_line(shell, etype, value, tb, tb_offset=None):
         stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
@@ -413,7 +413,7 @@ class Panel:
         self.status.value = f'<span style="color:#b00020">{text}</span>' if error else text
 
     def _draw_into_output(self, cfg, start: float) -> None:
-        from .config import ConfigError
+        from ..config import ConfigError
         kept = f"the picture and files are from draw {self.draws}" if self.draws else "nothing was drawn yet"
         try:
             self.draw(cfg)
@@ -451,7 +451,7 @@ def sampling_panel(sampler, config=None, out_dir: str | Path | None = None, nrow
     outputs; with widgets they live in the panel's output widget and are replaced each draw. A value outside
     what the pair can draw (check_panel_config) is refused with one line naming it, never clamped.
     """
-    from .sampler import SampleConfig
+    from ..generate.sampler import SampleConfig
     panel = Panel(sampler, config or SampleConfig(), None if out_dir is None else Path(out_dir), nrow)
     panel.draw(panel.config)           # the first draw raises as usual (one line in a notebook), before any widget
     if not widgets_available():
@@ -470,7 +470,7 @@ def _build_widgets(panel: Panel) -> None:
     message; a slider's own box would clamp it silently) beside a slider over the allowed range that follows it."""
     import ipywidgets as w  # 7.x (Colab) and 8.x share every class and keyword used here
 
-    from .diffusion.samplers import SAMPLERS
+    from ..diffusion.samplers import SAMPLERS
     p, style = panel.config, {"description_width": "initial"}
     lo, hi = strength_range(panel.sampler)
     ranges = {"strength": (lo, hi, 0.05), "steps": (*PANEL_RANGES["steps"], 1), "n": (*PANEL_RANGES["n"], 1)}
@@ -544,7 +544,7 @@ def show_report(out_dir: str | Path) -> None:
     Prints the table when not in a notebook; returns nothing, so a cell ending with it shows no dict."""
     import json
 
-    from . import report as reports
+    from ..evaluation import report as reports
     out = Path(out_dir)
     if not (out / "report.json").is_file():
         raise FileNotFoundError(f"no report.json in {out}: run irislib.compare(..., out={str(out)!r}) first")
@@ -564,7 +564,7 @@ def show_report(out_dir: str | Path) -> None:
 def show_dataset(folder: str | Path, identities: int = 8, captures: int = 8) -> None:
     """A synthetic dataset as a person checks it: identities (rows) x captures (columns), then its verification
     report (verify.md rendered, with its figures) when irislib.dataset(..., verify=True) wrote one."""
-    from . import plots
+    from ..evaluation import plots
     folder = Path(folder)
     grid = plots.dataset_grid(folder, folder / "grid.png", identities, captures)
     print(f"{grid}: identities (rows) x captures (columns)")
@@ -587,7 +587,7 @@ def show_dataset(folder: str | Path, identities: int = 8, captures: int = 8) -> 
 
 def show_checkpoints() -> None:
     """The checkpoints in checkpoints_manifest.json as a small table: name, kind, size, what it was trained on."""
-    from . import hub
+    from .. import hub
     lines = ["| name | kind | size | trained on | sources |", "|---|---|---|---|---|"]
     for r in hub.list_checkpoints():
         size = f"{r['size'] / 1e6:.1f} MB" if isinstance(r.get("size"), (int, float)) else ""

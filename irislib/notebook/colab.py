@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Experiment, Placement, build_experiment
+from ..config import Experiment, Placement, build_experiment
 
 COLAB_CONTENT = Path("/content")
 DRIVE_MOUNT = Path("/content/drive")
@@ -198,7 +198,7 @@ def ensure_run(ref: str | Path | None, kind: str, smoke: bool = False, root: str
     """A run folder to load: an existing folder as given, a manifest name fetched (sha256-checked) with
     irislib.hub.fetch_run; in a smoke run, a ref neither can serve is trained for 2 steps into root/kind instead.
     Anything else is one error saying what to train or which shipped name to use."""
-    from . import hub
+    from .. import hub
 
     if ref is None or str(ref) == "":
         return None
@@ -212,7 +212,8 @@ def ensure_run(ref: str | Path | None, kind: str, smoke: bool = False, root: str
     except hub.UnknownCheckpointError:
         if not smoke:
             raise FileNotFoundError(_no_such_run(str(ref), kind)) from None
-    from . import pipeline, presets
+    from ..train import pipeline
+    from .. import presets
 
     exp = presets.get("tiny").override(smoke_overrides(2))
     train = pipeline.train_vae if kind == "vae" else pipeline.train_diffusion
@@ -221,7 +222,7 @@ def ensure_run(ref: str | Path | None, kind: str, smoke: bool = False, root: str
 
 
 def _no_such_run(ref: str, kind: str) -> str:
-    from . import hub
+    from .. import hub
 
     shipped = ", ".join(repr(entry["name"]) for entry in hub.list_checkpoints() if entry["kind"] == kind)
     return (f"{ref!r} is neither a run folder nor a checkpoint name in checkpoints_manifest.json. Train the {kind} "
@@ -238,7 +239,7 @@ def ensure_runs(unet_run: str, vae_run: str | None, smoke: bool = False,
 def load_sampler(unet_run: str, vae_run: str | None, device: str = "auto", smoke: bool = False,
                  root: str | Path = SMOKE_ROOT):
     """A HybridSampler loaded (and verified) once from run folders or manifest names; CPU when smoke."""
-    from .sampler import HybridSampler
+    from ..generate.sampler import HybridSampler
 
     unet_dir, vae_dir = ensure_runs(unet_run, vae_run, smoke, root)
     sampler = HybridSampler.load(unet_dir, vae_dir, device="cpu" if smoke else device)

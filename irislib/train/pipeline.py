@@ -7,16 +7,17 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoint, hybrid, imageio
-from .config import Experiment, Placement
-from .data import make_dataset
-from .diffusion.resample import make_t_sampler
-from .loading import build_diffusion, load_unet, load_vae, resolve_device  # noqa: F401 (re-exported)
-from .models.prior import GaussianMixturePrior
-from .models.unet import UNet
-from .models.vae import VAE
-from .train import Trainer, distributed
-from .train.tasks import DiffusionTask, RefinerTask, VAETask
+from .. import checkpoint, imageio
+from ..generate import hybrid
+from ..config import Experiment, Placement
+from ..data import make_dataset
+from ..diffusion.resample import make_t_sampler
+from ..generate.loading import build_diffusion, load_unet, load_vae, resolve_device  # noqa: F401 (re-exported)
+from ..models.prior import GaussianMixturePrior
+from ..models.unet import UNet
+from ..models.vae import VAE
+from . import Trainer, distributed
+from .tasks import DiffusionTask, RefinerTask, VAETask
 
 
 def _run_trainer(model, task, dataset, exp: Experiment, place: Placement, *, progress: bool, sample_fn=None,
@@ -139,7 +140,7 @@ def sample(unet_run, vae_run=None, out=None, n: int = 16, strength: float = 0.5,
     strength is the noise std sqrt(1 - alpha_bar) the VAE draft is noised to, not diffusers' fraction of steps.
 
     One-shot convenience over `HybridSampler` (which keeps the models loaded between draws)."""
-    from .sampler import HybridSampler, SampleConfig
+    from ..generate.sampler import HybridSampler, SampleConfig
     cfg = SampleConfig(n=n, strength=strength, steps=steps, sampler=sampler, seed=seed, batch_size=batch_size,
                        respacing=respacing).validate()
     result = HybridSampler.load(unet_run, vae_run, device, use_ema).sample(cfg, progress=progress)

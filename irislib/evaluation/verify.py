@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .biometrics.encode import IrisCodeSpec
-from .biometrics.identity import BIN_EDGES, d_prime, encode_images, hd_stats, leakage
-from .biometrics.match import hamming_matrix
-from .biometrics.normalize import fit_boundaries
-from .biometrics.reports import subject_labels
-from .imageio import IMAGE_SUFFIXES
-from .jsonsafe import json_safe
+from ..biometrics.encode import IrisCodeSpec
+from ..biometrics.identity import BIN_EDGES, d_prime, encode_images, hd_stats, leakage
+from ..biometrics.match import hamming_matrix
+from ..biometrics.normalize import fit_boundaries
+from ..biometrics.reports import subject_labels
+from ..imageio import IMAGE_SUFFIXES
+from ..jsonsafe import json_safe
 
 
 def error_rates(genuine, impostor) -> dict:
@@ -119,8 +119,8 @@ def training_images(training, folder: Path, n: int = 512):
         if not files:
             raise FileNotFoundError(f"--training {training}: no images there")
         return f"{len(files)} images of {training}", [_load(p.parent, [p.name])[0] for p in files]
-    from .checkpoint import load_run
-    from .loading import resolve_run
+    from ..checkpoint import load_run
+    from ..generate.loading import resolve_run
     from .report import training_images as from_run
     exp, _ = load_run(resolve_run(training))
     images = from_run(exp, n)
@@ -245,7 +245,7 @@ def _figures(out: Path, gen, imp, rates, ddil, threshold) -> dict:
     import matplotlib
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from .biometrics.figures import hd_histogram_figure
+    from ..biometrics.figures import hd_histogram_figure
     figs = {"hd_histograms": str(hd_histogram_figure(
         {"genuine": np.histogram(gen, BIN_EDGES)[0], "impostor": np.histogram(imp, BIN_EDGES)[0]}, threshold,
         out / "hd_histograms.png", "Genuine and impostor Hamming distances"))}

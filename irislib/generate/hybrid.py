@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import ConfigError
-from .diffusion import samplers
+from ..config import ConfigError
+from ..diffusion import samplers
 
 
 @dataclass

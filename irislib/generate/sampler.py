@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from . import hybrid, imageio
-from .config import ConfigError
-from .diffusion.samplers import SAMPLERS
+from . import hybrid
+from .. import imageio
+from ..config import ConfigError
+from ..diffusion.samplers import SAMPLERS
 
 
 @dataclass
