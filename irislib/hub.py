@@ -364,7 +364,8 @@ def _say(msg: str, quiet: bool, stream=None) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """Temp name per process: two sessions fetching the same checkpoint at once must not rename each other's file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
