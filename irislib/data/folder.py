@@ -286,6 +286,7 @@ class FolderDataset(torch.utils.data.Dataset):
                     skipped.append([rel, NO_EYE])
                     continue
                 box, extra = eye.box(), {k: v for k, v in eye.row().items() if k not in ("left", "top", "size")}
+                extra["scale"] = round(s / box[2], 5)             # training-image px per frame px
             else:
                 box = boxes.get(rel) if boxes is not None else None
                 if box is None:
@@ -318,8 +319,8 @@ class FolderDataset(torch.utils.data.Dataset):
 
 
 NO_EYE = "no eye found (data.crop=iris)"
-CROP_COLUMNS = ["file", "left", "top", "size", "iris_cx", "iris_cy", "iris_r", "pupil_cx", "pupil_cy", "pupil_r",
-                "width", "height"]
+CROP_COLUMNS = ["file", "left", "top", "size", "scale", "iris_cx", "iris_cy", "iris_r", "pupil_cx", "pupil_cy",
+                "pupil_r", "width", "height"]
 
 
 def _crop_mode(crop: str, crop_csv) -> str:

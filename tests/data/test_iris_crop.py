@@ -68,6 +68,7 @@ def test_iris_crop_skips_frames_without_an_eye_and_writes_its_crop_list(frames, 
     for r in rows:
         t = truth[r["file"]]
         assert np.hypot(float(r["iris_cx"]) - t["cx"], float(r["iris_cy"]) - t["cy"]) <= 2
+        assert float(r["scale"]) == pytest.approx(64 / int(r["size"]), abs=1e-5)
     # the list, given back as data.crop_csv, crops the same squares (black padding where a box leaves the frame;
     # the frame it has no row for is centre-cropped, with a warning, as any file missing from a crop CSV)
     with pytest.warns(UserWarning, match="1 image.s. have no row in crop CSV"):
