@@ -24,12 +24,12 @@ setup(
         "biqt": ["iris-iqm>=1.1"],
         # Local Jupyter: JupyterLab 4 and Notebook 7 render only ipywidgets 8 (jupyterlab_widgets 3), so >=8.
         # Colab is not asked to take this extra: its front end renders only its own ipywidgets 7.7.1, and the
-        # notebooks' Colab setup cell installs plain irislib, which needs no ipywidgets at all (irislib.ui works
-        # with 7.7 and 8; without a widget front end the panel draws once as ordinary output).
+        # notebooks' Colab setup cell installs plain irislib, which needs no ipywidgets at all (irislib.notebook.ui
+        # works with 7.7 and 8; without a widget front end the panel draws once as ordinary output).
         "notebooks": ["papermill>=2.4", "ipywidgets>=8", "ipykernel>=6", "nbformat>=5.7", "matplotlib>=3.5"],
         "test": ["pytest>=7", "nbval>=0.10", "papermill>=2.4", "ipykernel>=6", "nbformat>=5.7", "nbstripout>=0.6",
                  "matplotlib>=3.5", "ipywidgets>=7.7", "guided-diffusion-sdk>=1.0", "scipy>=1.8",
-                 "pyeer>=0.5"],   # the field's EER/DET package, the peer of dataset_verify.error_rates
+                 "pyeer>=0.5"],   # the field's EER/DET package, the peer of evaluation.verify.error_rates
     },
     entry_points={"console_scripts": ["irislib=irislib.cli:main"]},
     classifiers=["License :: OSI Approved :: GNU General Public License v2 (GPLv2)",

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
 import torch
+
+import machine   # benchmarks/machine.py: the CPU as torch and /proc/cpuinfo report it
 
 from irislib import presets
 from irislib.models.unet import UNet
@@ -106,7 +107,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     exp = presets.get(args.preset)
     res = measure(variants(exp, args.batch, args.compile, args.patch), args.repeats)
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {args.threads}, "
+    print(f"# {machine.describe()}, threads {args.threads}, "
           f"batch {args.batch}, preset {args.preset}, repeats {args.repeats}")
     print("| variant | ms/step wall | ms/step CPU | first step s | speed-up vs NCHW (wall) |")
     print("|---|---|---|---|---|")

@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+import machine   # benchmarks/machine.py: the CPU as torch and /proc/cpuinfo report it
 
 from irislib.biometrics import IrisCodeSpec, hamming_matrix, hamming_reference, pack
 
@@ -68,7 +69,7 @@ def main():
     rng = np.random.default_rng(0)
     a, abits = random_codes(rng, args.probes, spec)
     b, bbits = random_codes(rng, args.gallery, spec)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, numpy "
+    print(f"# {machine.describe()}, {os.cpu_count()} CPUs, numpy "
           f"{np.__version__}, threads {args.threads}, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}"
           f" UTC, load {os.getloadavg()[0]:.1f}")
     print(f"# code {spec.n_rows} x {spec.n_cols} x {len(spec.filters)} filters x 2 = {spec.bits_per_col * spec.n_cols}"

@@ -8,11 +8,12 @@ medians over repeats are compared. Usage:
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 
 import torch
+
+import machine   # benchmarks/machine.py: the CPU as torch and /proc/cpuinfo report it
 
 from irislib.config import UNetConfig
 from irislib.models.unet import UNet
@@ -96,7 +97,7 @@ def main(argv=None) -> dict:
             times[k].append(timed(s))
     med = {k: statistics.median(w for w, _ in v) for k, v in times.items()}
     cpu = {k: statistics.median(c for _, c in v) for k, v in times.items()}
-    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else (platform.processor() or "cpu")
+    device = torch.cuda.get_device_name() if args.device.startswith("cuda") else machine.describe()
     print(f"device={device} threads={torch.get_num_threads()} size={args.size} channels={args.channels} "
           f"res_blocks={args.res_blocks} attention={args.attention} batch={args.batch} "
           f"precision={args.precision} checkpoint={args.checkpoint} compile={args.compile} repeats={args.repeats}")

@@ -14,9 +14,10 @@ import argparse
 
 import numpy as np
 
-from irislib import hybrid, plots
 from irislib.config import Experiment
 from irislib.data import make_dataset
+from irislib.evaluation import plots
+from irislib.generate import hybrid
 from irislib.generate.loading import load_vae
 from irislib.metrics.distribution import measure_set
 

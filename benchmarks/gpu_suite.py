@@ -44,8 +44,9 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from irislib import hybrid, presets  # noqa: E402
+from irislib import presets  # noqa: E402
 from irislib.config import DiffusionConfig, Experiment, TrainConfig, UNetConfig, VAEConfig  # noqa: E402
+from irislib.generate import hybrid  # noqa: E402
 from irislib.diffusion import GaussianDiffusion  # noqa: E402
 from irislib.generate.loading import build_diffusion  # noqa: E402
 from irislib.diffusion.resample import make_t_sampler  # noqa: E402

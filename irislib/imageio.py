@@ -59,12 +59,31 @@ def make_grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> Im
     return tile(list(arr), nrow or max(1, int(math.ceil(math.sqrt(len(arr))))), pad)
 
 
+def with_caption(image: Image.Image, text: str) -> Image.Image:
+    """`image` with one line of black text on a white strip below it (widened if the text is longer)."""
+    from PIL import ImageDraw, ImageFont
+    font = ImageFont.load_default()
+    width = int(ImageDraw.Draw(Image.new("L", (1, 1))).textlength(text, font=font)) + 8
+    out = Image.new(image.mode, (max(image.width, width), image.height + 16), 255 if image.mode == "L" else "white")
+    out.paste(image, (0, 0))
+    ImageDraw.Draw(out).text((4, image.height + 2), text, fill=0 if image.mode == "L" else "black", font=font)
+    return out
+
+
 def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
     """make_grid and write it as PNG."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     make_grid(images, nrow).save(path)
     return path
+
+
+def read_grey(path: str | Path) -> np.ndarray:
+    """One image as grey float [H, W] in [0, 1]: 16-bit grey scaled by 65535, anything else to 8-bit luma."""
+    with Image.open(path) as im:
+        if im.mode.startswith("I"):  # 16-bit grey ("I;16", or "I" on older Pillow)
+            return np.asarray(im).astype(np.float32) / 65535.0
+        return np.asarray(im.convert("L")).astype(np.float32) / 255.0   # palette, alpha, colour: luma
 
 
 def load_images(folder: str | Path, limit: int | None = None) -> np.ndarray:
@@ -77,14 +96,7 @@ def load_images(folder: str | Path, limit: int | None = None) -> np.ndarray:
     files = samples or [p for p in files if "grid" not in p.stem and p.stem != "comparison"]
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    out = []
-    for p in files[:limit]:
-        with Image.open(p) as im:
-            if im.mode.startswith("I"):  # 16-bit grey ("I;16", or "I" on older Pillow)
-                a = np.asarray(im).astype(np.float32) / 65535.0
-            else:  # palette, alpha and colour images to luma
-                a = np.asarray(im.convert("L")).astype(np.float32) / 255.0
-        out.append(a)
+    out = [read_grey(p) for p in files[:limit]]
     shapes = {a.shape for a in out}
     if len(shapes) > 1:
         raise ValueError(f"images in {folder} have different sizes {sorted(shapes)}; resize them to one size")

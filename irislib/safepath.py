@@ -6,6 +6,7 @@ outside the folder it belongs to. Each error is one line naming the file, the en
 """
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 from pathlib import Path
@@ -60,9 +61,39 @@ def relative_name(value, where: str) -> str:
 
 
 def inside(path: str | Path, root: str | Path) -> bool:
-    """True if `path` is `root` or below it once both are resolved (symbolic links followed, '..' removed)."""
+    """True if `path` is `root` or below it once both are resolved (symbolic links followed, '..' removed).
+
+    `root` is resolved too, so a linked folder contains whatever its target holds: for folders inside an
+    untrusted one (a run folder's checkpoints/), use `unlinked` from the untrusted folder itself."""
     real, top = Path(path).resolve(), Path(root).resolve()
     return real == top or top in real.parents
+
+
+def is_link(path: str | Path) -> bool:
+    """A symbolic link (or a Windows junction, which redirects a folder the same way)."""
+    return os.path.islink(path) or bool(getattr(os.path, "isjunction", lambda _: False)(path))
+
+
+def first_link(path: str | Path, root: str | Path) -> Path | None:
+    """The first part of `path` below `root` (root / a / b ...) that is a link, or None. `root` itself may be one:
+    it is the folder the user named."""
+    root, path = Path(root), Path(path)
+    part = root
+    for name in path.relative_to(root).parts:
+        part = part / name
+        if is_link(part):
+            return part
+    return None
+
+
+def unlinked(path: str | Path, root: str | Path, where: str) -> Path:
+    """`path` (written as root/...) if no folder or file between `root` and it is a link and it resolves inside
+    `root`, else UnsafePathError: a link in an untrusted folder can point a read, write or delete anywhere."""
+    link = first_link(path, root)
+    if link is not None:
+        raise refuse(where, str(link), f"it is a symbolic link (to {os.path.realpath(link)}), and {root} may not "
+                                       f"hold links", "replace the link by the folder or file itself, or delete it")
+    return contained(path, root, where)
 
 
 def contained(path: str | Path, root: str | Path, where: str) -> Path:

@@ -1,4 +1,5 @@
-"""irislib.colab: detection with a fake google.colab module, guarded Drive mount, default run/mirror folders."""
+"""irislib.notebook.colab: detection with a fake google.colab module, guarded Drive mount, default run/mirror
+folders."""
 import sys
 import types
 from pathlib import Path
@@ -6,8 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from irislib import colab, presets
+from irislib import presets
 from irislib.config import ConfigError, Placement
+from irislib.notebook import colab
 
 
 @pytest.fixture
@@ -108,7 +110,7 @@ def test_training_experiment_is_the_form_then_overrides_then_smoke():
 
 
 def test_placement_is_where_it_runs_and_reaches_the_trainer_as_arguments(local, tmp_path, monkeypatch):
-    from irislib import pipeline
+    from irislib.train import pipeline
     env = colab.setup()
     place = env.placement("runs/vae", mirror_dir=tmp_path / "m", resume="")
     assert place == Placement(Path("runs/vae"), tmp_path / "m", "auto", None)
@@ -168,7 +170,7 @@ def test_a_missing_run_folder_says_what_to_run(tmp_path, kind, words):
 
 
 def test_a_smoke_run_trains_what_it_cannot_fetch_into_the_smoke_folder(tmp_path, monkeypatch):
-    from irislib import pipeline
+    from irislib.train import pipeline
     trained = []
     monkeypatch.setattr(pipeline, "train_vae", lambda exp, out, **k: trained.append((exp, out, k)) or out)
     assert colab.ensure_run("runs/vae", "vae", smoke=True, root=tmp_path / "smoke") == tmp_path / "smoke" / "vae"

@@ -198,7 +198,7 @@ def test_import_guided_writes_run_dir(tmp_path):
 
 def test_import_guided_run_dir_reloads_with_the_timestep_scale(tmp_path):
     """A rescale_timesteps checkpoint imported to a run directory rebuilds the same model from config.json."""
-    from irislib import pipeline
+    from irislib.train import pipeline
     flags = dict(FLAG_SETS["legacy-no-ssn-no-sigma"], rescale_timesteps=True, diffusion_steps=4000)
     ref = guided_model(flags)
     model = load_guided_diffusion(ref.state_dict(), flags).eval()

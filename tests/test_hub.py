@@ -279,7 +279,7 @@ def test_package_copy_of_the_manifest_equals_the_root_manifest():
 
 def test_shipped_pair_verifies_and_loads(tmp_path, monkeypatch):
     """The checkpoint pair in the repository passes its sha256 check and builds models from its config alone."""
-    from irislib import pipeline
+    from irislib.train import pipeline
     monkeypatch.setenv("IRISLIB_CACHE", str(tmp_path / "cache"))
     unet, diffusion, exp = pipeline.load_unet("tiny-synthetic-unet")
     vae, prior = pipeline.load_vae("tiny-synthetic-vae")

@@ -1,10 +1,10 @@
-"""Hybrid sampling's one start (irislib.hybrid): strength 0 keeps the draft, strength 1 is pure-noise sampling, t0
+"""Hybrid sampling's one start (irislib.generate.hybrid): strength 0 keeps the draft, strength 1 is pure-noise sampling, t0
 matches the noise level, a refiner gets the drafts as its condition, and drafts follow VAE.sample's prior rules."""
 import numpy as np
 import pytest
 import torch
 
-from irislib import hybrid
+from irislib.generate import hybrid
 from irislib.config import ConfigError, DiffusionConfig, UNetConfig, VAEConfig
 from irislib.diffusion import GaussianDiffusion, samplers
 from irislib.models.prior import GaussianMixturePrior

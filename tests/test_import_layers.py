@@ -5,6 +5,9 @@ Importing a package runs its __init__ first; that implicit edge is not counted (
 submodules would otherwise make every package a cycle). An explicit import of a package (`from . import NAME` where
 NAME is not a submodule, `from .. import config`'s parent) counts as an edge to the package's __init__."""
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -193,23 +196,79 @@ def test_checker_finds_a_two_module_cycle(tmp_path, text):
     assert cycles(import_graph(pkg)) == [["irislib.a", "irislib.b", "irislib.a"]]
 
 
-def test_moved_modules_load_under_their_old_names_as_the_same_module():
-    """Code written against the flat layout (`import irislib.report`, `from irislib.colab import setup`) keeps
-    working: the old name is the moved module itself, not a copy (a monkeypatch through either name is seen)."""
+# The flat names modules had before they moved into folders; none was released, so none is kept.
+OLD_FLAT_NAMES = ("hybrid", "sampler", "loading", "dataset_gen", "report", "plots", "dataset_verify", "colab", "ui",
+                  "pipeline")
+
+
+@pytest.mark.parametrize("old", OLD_FLAT_NAMES)
+def test_old_flat_module_names_are_gone(old):
+    """`import irislib.report` fails like any missing module (no alias finder, no attribute, no file left)."""
     import importlib
 
     import irislib
-    for old, new in irislib.MOVED.items():
-        moved = importlib.import_module(f"irislib.{new}")
-        assert importlib.import_module(f"irislib.{old}") is moved, old
-        assert getattr(irislib, old) is moved and moved.__name__ == f"irislib.{new}"
-        assert (PACKAGE / f"{old}.py").exists() is False
-    from irislib.dataset_gen import dataset
-    assert dataset is irislib.dataset
+    with pytest.raises(ModuleNotFoundError):
+        importlib.import_module(f"irislib.{old}")
+    assert not hasattr(irislib, old) and not (PACKAGE / f"{old}.py").exists()
+
+
+def test_reloading_a_module_keeps_its_relative_imports_working():
+    """importlib.reload of a notebook module, after a failed old-name import, leaves its function-level relative
+    imports (`from ..config import ConfigError`) working, with warnings as errors (no ImportWarning)."""
+    script = """if True:
+        import importlib
+        import irislib.notebook.ui as ui
+        try:
+            import irislib.ui
+        except ModuleNotFoundError:
+            pass
+        ui = importlib.reload(ui)
+        from irislib.config import ConfigError
+        from irislib.generate.sampler import SampleConfig
+        try:
+            ui.check_panel_config(SampleConfig(n=1000))       # raises through the lazy `from ..config import`
+        except ConfigError as e:
+            print("refused:", e)
+        ui.show_checkpoints()                                  # through the lazy `from .. import hub`
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(PACKAGE.parent)}
+    done = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, env=env,
+                          cwd=PACKAGE.parent, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "refused: n=1000 is outside the sampling panel's range" in done.stdout
+    assert "| name | kind | size |" in done.stdout
+
+
+# (lower layer, upper layer): the lower one imports nothing of the upper, lazy imports included.
+FORBIDDEN = [("irislib.generate", "irislib.train"),
+             ("irislib.generate", "irislib.evaluation")]   # generation never verifies: its callers do (cli, ui)
+
+
+def upward_imports(graph, lower: str, upper: str) -> list[str]:
+    """'a line N imports b' for every import from a module of package `lower` into one of package `upper`."""
+    def within(module, package):
+        return module == package or module.startswith(package + ".")
+    return [f"{a} line {line} imports {b}" for a in sorted(graph) if within(a, lower)
+            for b, line in sorted(graph[a].items()) if within(b, upper)]
+
+
+@pytest.mark.parametrize("lower, upper", FORBIDDEN)
+def test_lower_layers_import_nothing_from_upper_ones(lower, upper):
+    found = upward_imports(import_graph(), lower, upper)
+    assert not found, f"{lower} must not import {upper} (move what both need below both):\n" + "\n".join(found)
+
+
+def test_the_upward_check_sees_a_lazy_import_and_ignores_a_lookalike_name(tmp_path):
+    pkg = _write(tmp_path, {"__init__.py": "", "generate/__init__.py": "", "train/__init__.py": "",
+                            "train/distributed.py": "", "trainer.py": "",
+                            "generate/loading.py": "from .. import trainer\n"
+                                                   "def f():\n    from ..train import distributed\n"})
+    found = upward_imports(import_graph(pkg), "irislib.generate", "irislib.train")
+    assert found == ["irislib.generate.loading line 3 imports irislib.train.distributed"]
 
 
 def test_the_package_root_holds_only_shared_modules():
     """The pipeline's stages are folders; the root keeps what every stage shares (config, presets, the checkpoint
-    hub, image and path helpers) and the CLI."""
-    assert sorted(p.stem for p in PACKAGE.glob("*.py")) == ["__init__", "cli", "compat", "config", "hub", "imageio",
-                                                             "jsonsafe", "presets", "safepath"]
+    hub, image and path helpers, device choice) and the CLI."""
+    assert sorted(p.stem for p in PACKAGE.glob("*.py")) == ["__init__", "cli", "compat", "config", "device", "hub",
+                                                             "imageio", "jsonsafe", "presets", "safepath"]

@@ -19,7 +19,7 @@ import papermill as pm
 import pytest
 
 import irislib
-from irislib import colab
+from irislib.notebook import colab, ui
 
 REPO_SLUG = "irislib/irislib"   # GitHub owner/repo the Colab badges point at (change here if the repo moves)
 BRANCH = "main"
@@ -161,7 +161,7 @@ def test_training_notebooks_share_their_calls_not_logic():
     vae, unet = load("01_train_vae"), load("02_train_diffusion")
     differ = [i for i, (a, b) in enumerate(zip(vae.cells, unet.cells)) if a.source != b.source]
     assert differ == [0, 2, 4, 6]                                  # docs, run_dir default, train_vae/_diffusion, next
-    assert "build_experiment" in irislib.colab.training_experiment.__code__.co_names
+    assert "build_experiment" in colab.training_experiment.__code__.co_names
 
 
 SHIPPED = {"00_quickstart": ("unet", "vae"), "03_hybrid_sampling": ("unet_run", "vae_run"),
@@ -326,7 +326,7 @@ def test_evaluate_notebook_writes_metrics_and_smoke_shrinks_it(trained):
     tables = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "text/markdown" in o.get("data", {})]
     assert len(tables) == 1 and tables[0].startswith("| method |")
-    figures = [name for name, _ in irislib.ui.REPORT_FIGURES if (out / "compare" / name).is_file()]
+    figures = [name for name, _ in ui.REPORT_FIGURES if (out / "compare" / name).is_file()]
     assert figures and all(f"{name}: " in printed for name in figures)
     assert pngs_shown(nb) == 1 + len(figures)                    # the samples, then each report figure
     assert outputs(nb, "execute_result") == []

@@ -8,10 +8,12 @@ import pytest
 import torch
 from PIL import Image
 
-from irislib import checkpoint, cli, pipeline, presets, report
+from irislib import checkpoint, cli, presets
 from irislib.checkpoint import load_run, read_metrics
 from irislib.config import ConfigError
 from irislib.data.synthetic_texture import gaussian_blur
+from irislib.evaluation import report
+from irislib.train import pipeline
 
 
 @pytest.fixture(scope="module")
@@ -160,16 +162,29 @@ def test_conditional_refiner_trains_on_vae_reconstructions_and_samples(runs, tmp
 
 def test_cli_demo_quick_runs_the_whole_pipeline(tmp_path, capsys):
     assert cli.main(["demo", "--quick", "--out", str(tmp_path / "demo")]) == 0
-    rep = json.loads((tmp_path / "demo" / "report" / "report.json").read_text())
-    # the shipped 64 px pair: vanilla from the full-chain peer, hybrid from the truncated UNet, equal calls
+    report_dir = tmp_path / "demo" / "report"
+    rep = json.loads((report_dir / "report.json").read_text())
+    # the shipped 128 px pair: vanilla from the full-chain peer, hybrid from the truncated UNet, equal calls
     assert {"vae_draft", "vanilla_2", "hybrid_s0.5_2", "fullchain_hybrid_s0.5_2"} <= set(rep["methods"])
-    assert rep["settings"]["image_size"] == 64 and rep["methods"]["vanilla_2"]["unet"] == "full-chain"
+    assert rep["settings"]["image_size"] == 128 and rep["methods"]["vanilla_2"]["unet"] == "full-chain"
     assert (tmp_path / "demo" / "samples" / "grid.png").is_file()
     # training and resume: the second call continued each run from the first's checkpoint to 2x the steps
     for run in ("vae_run", "unet_run"):
         steps = [r["step"] for r in read_metrics(tmp_path / "demo" / "train" / run)]
         assert steps == sorted(steps) and steps[-1] == 4
-    assert "| hybrid_s0.5_2 |" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "| hybrid_s0.5_2 |" in captured.out
+    assert "demo 3/3" in captured.err   # it says what it is doing
+    # the path a user runs (quick only shrinks the counts): vanilla at its full chain read from the shipped
+    # report, with its grid, in the headline's middle band, measured against this report's reference, and named
+    assert (report.SHIPPED_REPORT / "report.json").is_file(), report.SHIPPED_REPORT
+    full = rep["methods"]["vanilla_full"]
+    shipped = json.loads((report.SHIPPED_REPORT / "report.json").read_text())["methods"]["vanilla_full"]
+    assert full["unet_calls"] == 1000 and full["generated"]["n_images"] == shipped["generated"]["n_images"]
+    assert full["kid"] != shipped["kid"]   # against this report's 16-image reference, not the shipped 256
+    assert (report_dir / "grid_vanilla_full.png").is_file()
+    assert report.headline_rows(rep)[1] == "vanilla_full"
+    assert any(n.startswith("vanilla_full:") and "read from" in n for n in rep["notes"])
 
 
 def test_vae_prior_reaches_the_drive_mirror(tmp_path, small_exp):
@@ -247,3 +262,32 @@ def test_a_vae_resumed_past_its_prior_warns_and_drafting_says_what_to_do(tmp_pat
     sampler = HybridSampler(unet, pipeline.build_diffusion(presets.get("tiny")), vae, prior)
     with pytest.raises(ConfigError, match="no fitted prior"):
         sampler.sample(SampleConfig(n=1, steps=1))
+
+
+def test_vae_previews_say_what_they_are_and_the_last_is_drawn_from_the_fitted_prior(tmp_path, small_exp):
+    """A preview drawn from N(0, I) before the mixture prior exists looks like failed training: it says so, and
+    the last one is drawn again from the fitted prior, as sampling draws."""
+    from irislib.generate import hybrid
+    from irislib import imageio
+    exp = small_exp({"train.max_steps": 4, "train.sample_every_steps": 2, "train.sample_grid_images": 4,
+                     "vae.prior": "gmm"})
+    run = pipeline.train_vae(exp, tmp_path / "vae", progress=False, device="cpu")
+    early = Image.open(run / "samples" / "step_000002.png")
+    vae, prior = pipeline.load_vae(run, device="cpu")
+    assert prior is not None
+    want = imageio.with_caption(imageio.make_grid(hybrid.draw_drafts(vae, [0, 1, 2, 3], prior=prior), nrow=4),
+                                "from the fitted prior")
+    last = Image.open(run / "samples" / "step_000004.png")
+    assert np.array_equal(np.asarray(last), np.asarray(want))
+    grid_h = imageio.make_grid(torch.zeros(4, 1, 32, 32), nrow=4).height
+    assert early.height == grid_h + 16 and np.asarray(early)[grid_h:].min() < 50   # a caption strip with text
+
+
+def test_training_bars_name_the_model_and_say_resumed(tmp_path, small_exp, capsys):
+    exp = small_exp({"train.max_steps": 2})
+    pipeline.train_vae(exp, tmp_path / "my_vae", progress=True, device="cpu")
+    first = capsys.readouterr().err
+    pipeline.train_vae(exp.override({"train.max_steps": 4}), tmp_path / "my_vae", progress=True, device="cpu")
+    second = capsys.readouterr().err
+    assert "VAE my_vae" in first and "resumed" not in first
+    assert "VAE my_vae (resumed at step 2)" in second

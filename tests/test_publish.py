@@ -4,8 +4,9 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from irislib import hub, pipeline, presets
+from irislib import hub, presets
 from irislib.generate.sampler import HybridSampler, SampleConfig
+from irislib.train import pipeline
 
 SMALL = {"data.path": "synthetic:8", "train.batch_size": 4, "train.microbatch": 4, "train.max_steps": 2,
          "train.sample_grid_images": 0, "train.save_every_steps": 2}

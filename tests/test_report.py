@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irislib import cli, pipeline, report
+from irislib import cli
 from irislib.config import ConfigError
+from irislib.evaluation import report
+from irislib.train import pipeline
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +47,43 @@ def test_vanilla_budgets_add_ddpm_rows_with_their_calls_and_time_per_image(pair,
 def test_rows_from_an_earlier_report_are_reused_with_their_images(pair, tmp_path):
     first = _compare(pair, tmp_path / "a", vanilla_budgets=("full",), vanilla_n=2)
     again = _compare(pair, tmp_path / "b", vanilla_budgets=("full",), vanilla_n=2, rows_from=tmp_path / "a")
-    assert again["methods"]["vanilla_full"] == json.loads((tmp_path / "a" / "report.json").read_text())[
-        "methods"]["vanilla_full"]
-    assert any("vanilla_full: read from" in n for n in again["notes"])
+    old, new = first["methods"]["vanilla_full"], again["methods"]["vanilla_full"]
+    assert {k: new[k] for k in ("unet", "sampler", "t0", "unet_calls", "seconds")} == \
+        {k: old[k] for k in ("unet", "sampler", "t0", "unet_calls", "seconds")}
+    # measured again from the grid's 8-bit images against the same reference: the same figures, to 8-bit rounding
+    assert new["kid"] == pytest.approx(old["kid"], abs=2e-3)
+    assert any("vanilla_full: 2 images read from" in n and "measured against this report's reference" in n
+               for n in again["notes"])
     a = np.asarray(Image.open(tmp_path / "a" / "grid_vanilla_full.png"))
     b = np.asarray(Image.open(tmp_path / "b" / "grid_vanilla_full.png"))
     assert np.array_equal(a, b)                                   # the grid split and re-tiled is the same picture
     assert first["methods"]["hybrid_s0.5_3"]["kid"] == again["methods"]["hybrid_s0.5_3"]["kid"]
+
+
+def test_reused_rows_are_measured_against_this_reports_reference(pair, tmp_path):
+    """A row read from a report drawn against another reference is re-measured: its KID is the one its images
+    score against this reference, not the number the old report stored."""
+    _compare(pair, tmp_path / "a", vanilla_budgets=("full",), vanilla_n=2)
+    vae, unet = pair
+    kw = dict(strengths=(0.5,), steps=3, n=3, n_reference=8, biometrics=False, vanilla_budgets=("full",),
+              vanilla_n=2)
+    again = report.compare(unet, vae, tmp_path / "b", reference="synthetic:16", rows_from=tmp_path / "a",
+                           **{**kw, "n_reference": 16})
+    images = report._split_grid(tmp_path / "a" / "grid_vanilla_full.png", 2)
+    ref = report.held_out_reference("synthetic:16", report.Experiment.from_json(unet / "config.json"), 16)[1]
+    expected = report.compute_kid(report._as01(images), ref, value_range=(0.0, 1.0))[0]
+    assert again["methods"]["vanilla_full"]["kid"] == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_rows_from_a_report_drawn_by_another_unet_are_refused(pair, tmp_path):
+    import shutil
+    _compare(pair, tmp_path / "a", vanilla_budgets=("full",), vanilla_n=2)
+    vae, unet = pair
+    other = shutil.copytree(unet, tmp_path / "other_unet")   # same weights, another run: the name is what differs
+    with pytest.raises(ConfigError, match="--rows-from .*other settings: unet_run="):
+        report.compare(other, vae, tmp_path / "b", strengths=(0.5,), steps=3, n=3, reference="synthetic:8",
+                       n_reference=8, biometrics=False, vanilla_budgets=("full",), vanilla_n=2,
+                       rows_from=tmp_path / "a")
 
 
 def test_rows_from_a_smaller_report_are_topped_up_with_the_images_it_lacks(pair, tmp_path):

@@ -1,4 +1,4 @@
-"""irislib.ui: grids (pixel placement), loss plots from metrics.jsonl, sampling panel headless and with widgets."""
+"""irislib.notebook.ui: grids (pixel placement), loss plots from metrics.jsonl, sampling panel headless and with widgets."""
 import json
 import sys
 from types import SimpleNamespace
@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from irislib import ui
 from irislib.config import ConfigError
 from irislib.generate.sampler import SampleConfig, SampleResult
+from irislib.notebook import ui
 
 
 def test_to_uint8_maps_minus_one_to_one():
@@ -300,7 +300,8 @@ def test_without_a_vae_only_strength_one_is_offered_and_the_error_names_vae_run(
 
 
 def test_seeds_are_range_checked_in_python_and_the_cli(capsys, tmp_path):
-    from irislib import cli, hybrid
+    from irislib import cli
+    from irislib.generate import hybrid
     assert SampleConfig(n=2, seed=2 ** 63 - 2).validate().seeds[-1] == 2 ** 63 - 1
     hybrid.generators([2 ** 63 - 1], "cpu", salt=1)                # the largest seed a generator takes
     for seed in (2 ** 63 - 1, -1, 1.5, True):
@@ -333,7 +334,8 @@ def test_a_second_draw_loads_nothing_and_hashes_nothing(widgets, tmp_path, monke
     """The real pair (the shipped tiny checkpoints): loading verifies once; Draw only samples."""
     import hashlib
 
-    from irislib import checkpoint, hub, loading
+    from irislib import checkpoint, hub
+    from irislib.generate import loading
     from irislib.checkpoint import files as ckpt_files
     from irislib.generate.sampler import HybridSampler
 
@@ -384,7 +386,7 @@ def test_show_samples_returns_nothing(tmp_path, capsys):
 def test_show_report_renders_the_table_and_shows_each_figure(monkeypatch, tmp_path, capsys):
     from IPython.display import Markdown
 
-    from irislib import report as reports
+    from irislib.evaluation import report as reports
     shown = []
     monkeypatch.setattr(ui, "_display", shown.append)
     monkeypatch.setattr(ui, "in_kernel", lambda: True)
@@ -415,3 +417,33 @@ def test_show_checkpoints_is_a_table(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "| name | kind | size | trained on | sources |"
     assert any(line.startswith("| iris64-unet | unet | ") and " MB |" in line for line in out)
+
+
+def test_the_steps_box_wins_over_a_starting_respacing_and_lines_report_calls(widgets, tmp_path):
+    """A starting config with respacing drew its respaced chain whatever the steps box said, and the line
+    reported the typed count: the panel now draws what the box says and every line says what ran."""
+    sampler = FakeSampler()
+    panel = ui.sampling_panel(sampler, SampleConfig(n=2, steps=200, respacing="ddim25"), out_dir=tmp_path)
+    assert "respaced 'ddim25'" in panel.line and "200 steps" not in panel.line   # the first draw: respaced
+    panel.controls["steps"].value = 3
+    widgets.now[0] += 5
+    panel.controls["draw"].click()
+    assert sampler.calls[-1].steps == 3 and sampler.calls[-1].respacing == ""
+    assert "ddim 3 steps" in panel.line
+
+
+def test_show_dataset_places_each_figure_between_its_heading_and_caption(tmp_path, capsys, monkeypatch):
+    from tests.test_plots import _write_set
+    _write_set(tmp_path, 2, 2)
+    Image.new("L", (10, 10)).save(tmp_path / "det.png")
+    (tmp_path / "verify.md").write_text("# Report\n\n## DET\n\n![det](det.png)\n\nCaption: look at the EER dot.\n"
+                                        "\n![missing](gone.png)\n")
+    shown = []
+    monkeypatch.setattr(ui, "_display", shown.append)
+    ui.show_dataset(tmp_path)
+    out = capsys.readouterr().out
+    assert len(shown) == 2 and shown[1].size == (10, 10)          # the grid, then det.png
+    assert out.index("## DET") < out.index("Caption: look at the EER dot.")
+    assert "![missing](gone.png)" in out                          # a figure that is not there stays a line
+    parts = ui.markdown_parts((tmp_path / "verify.md").read_text(), tmp_path)
+    assert [k for k, _ in parts] == ["text", "image", "text"] and parts[1][1] == tmp_path / "det.png"

@@ -16,14 +16,14 @@ import torch
 
 from .files import load_tensors, save_tensors, sha256_file, write_bytes, write_json
 from .lock import MirrorLease, RunLockedError
-from .store import MANIFEST, POINTER, check_names, find_resume, read_pointer, run_id_of, verify
+from .store import MANIFEST, POINTER, check_names, find_resume, own_path, read_pointer, run_id_of, verify
 
 PRIOR_FILE = "prior.safetensors"
 
 
 def write_sample_grid(run_dir, step: int, image) -> Path:
     """Atomically save a PIL image as run_dir/samples/step_000123.png; returns the path."""
-    path = Path(run_dir) / "samples" / f"step_{step:06d}.png"
+    path = own_path(Path(run_dir) / "samples" / f"step_{step:06d}.png", Path(run_dir))  # no linked samples/
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     image.save(buf, format="PNG")

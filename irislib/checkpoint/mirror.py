@@ -17,7 +17,7 @@ from pathlib import Path
 from .files import copy_file, describe_full, fsync_dir, is_disk_full, tmp_path, write_json
 from .lock import MirrorLease, RunLockedError
 from .metrics_log import METRICS
-from .store import MANIFEST, POINTER, _publish, clean_leftovers, prune
+from .store import MANIFEST, POINTER, _publish, check_names, clean_leftovers, list_checkpoints, own_path, prune
 
 
 class Mirror:
@@ -75,14 +75,17 @@ class Mirror:
 
 
 def copy_checkpoint(run_dir: Path, ckpt: Path, mirror: Path, pointer: dict) -> Path:
-    """Copy one checkpoint folder into mirror/checkpoints/, then config.json and metrics.jsonl, pointer last."""
+    """Copy one checkpoint folder into mirror/checkpoints/, then config.json and metrics.jsonl, pointer last.
+    A symbolic link on either side is refused: nothing is read from, written to or deleted in another folder."""
+    list_checkpoints(mirror)   # refuses a linked checkpoints/ or step_* in the mirror before anything changes
+    names = sorted(p.name for p in ckpt.iterdir() if p.name != MANIFEST) + [MANIFEST]  # manifest last
+    check_names(ckpt, dict.fromkeys(names), f"{ckpt} files")
     root = mirror / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     clean_leftovers(root)
     tmp = tmp_path(root / ckpt.name)
     try:
         tmp.mkdir()
-        names = sorted(p.name for p in ckpt.iterdir() if p.name != MANIFEST) + [MANIFEST]  # manifest last
         for name in names:
             copy_file(ckpt / name, tmp / name)
         fsync_dir(tmp)
@@ -91,7 +94,7 @@ def copy_checkpoint(run_dir: Path, ckpt: Path, mirror: Path, pointer: dict) -> P
         raise
     final = _publish(tmp, root / ckpt.name)
     for name in ("config.json", METRICS):
-        if (run_dir / name).is_file():
+        if own_path(run_dir / name, run_dir).is_file():
             copy_file(run_dir / name, mirror / name)
     write_json(mirror / POINTER, pointer)
     return final

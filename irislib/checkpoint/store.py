@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from ..config import MODEL_SECTIONS, ConfigError, Experiment
-from ..safepath import UnsafePathError, contained, plain_name
+from ..safepath import UnsafePathError, is_link, plain_name, unlinked
 from .files import (OLD_TAG, TMP_TAG, disk_full_error, fsync_dir, from_plain, is_moved_aside,
                     leftover_removable, load_tensors, save_state, save_tensors, sha256_file, tmp_path, write_bytes,
                     write_json)
@@ -46,6 +46,21 @@ def _unsafe_is_damage():
         raise UnsafeCheckpointError(str(e)) from None
 
 
+def own_path(path: Path, run: Path, where: str | None = None) -> Path:
+    """`path` (run/...) if no folder or file from `run` down to it is a symbolic link (a run folder from Drive is
+    untrusted: a linked checkpoints/ or step_* would make reads, writes and deletes land in another folder)."""
+    with _unsafe_is_damage():
+        return unlinked(path, run, where or f"{run} entry")
+
+
+def run_of(folder) -> Path:
+    """The run folder a checkpoint folder belongs to (run/checkpoints/step_N -> run), else `folder` itself."""
+    folder = Path(folder)
+    if CKPT_RE.match(folder.name) and folder.parent.name == "checkpoints":
+        return folder.parent.parent
+    return folder
+
+
 def save(run_dir, state: dict, exp: Experiment, *, keep_last: int | None = None,
          milestone_every_steps: int | None = None) -> Path:
     """Write state = {"model": sd, "ema": {name: sd}, "trainer": plain dict with "step" (and "run_id")} as a
@@ -59,6 +74,7 @@ def save(run_dir, state: dict, exp: Experiment, *, keep_last: int | None = None,
     step, run_id = int(state["trainer"]["step"]), state["trainer"].get("run_id")
     name = f"step_{step:06d}"
     config_text = exp.to_json().encode()
+    list_checkpoints(run)  # refuses a linked checkpoints/ or step_* before anything is written or deleted
     with explain_disk_full(run, f"checkpoint {name}", state):
         root.mkdir(parents=True, exist_ok=True)
         if _read_bytes(run / "config.json") != config_text:   # once per run (the Trainer writes it at start)
@@ -163,10 +179,15 @@ def clean_leftovers(root: Path) -> None:
     """Put back checkpoints a killed _publish left moved aside, then delete unfinished writes (names with .tmp-)
     that are this writer's, a dead writer's on this machine, or untouched for an hour: never the in-flight
     temporary folder of another live writer (two sessions sharing a Drive mirror)."""
+    if is_link(root):
+        return                                   # never delete in the folder a link points at
     restore_moved_aside(root)
     for p in sorted(root.iterdir()):
         if (TMP_TAG in p.name or OLD_TAG in p.name) and leftover_removable(p):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            if p.is_dir() and not is_link(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)        # a file, or a link itself (never what it points at)
 
 
 def restore_moved_aside(root: Path) -> list[Path]:
@@ -174,8 +195,10 @@ def restore_moved_aside(root: Path) -> list[Path]:
     took its name: it is the only copy of that step. Only the folder's writer should call this (it holds the
     run directory or the mirror), never a reader."""
     restored = []
-    for p in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
+    for p in sorted(Path(root).iterdir()) if Path(root).is_dir() and not is_link(root) else []:
         final = p.with_name(p.name.split(OLD_TAG)[0].split(TMP_TAG)[0])
+        if is_link(p) or is_link(final):
+            continue                             # a link never becomes (or replaces) a checkpoint
         if p.is_dir() and is_moved_aside(p) and not final.exists() and leftover_removable(p):
             os.replace(p, final)
             restored.append(final)
@@ -189,18 +212,20 @@ def recover(run_dir) -> list[Path]:
 
 
 def list_checkpoints(run_dir) -> list[tuple[int, Path]]:
-    """(step, folder) of every published checkpoint in a run directory, newest first."""
-    root = Path(run_dir) / "checkpoints"
+    """(step, folder) of every published checkpoint in a run directory, newest first; UnsafeCheckpointError if
+    checkpoints/ or a step_* in it is a symbolic link."""
+    run = Path(run_dir)
+    root = own_path(run / "checkpoints", run)
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := CKPT_RE.match(p.name))]
-    return sorted(found, reverse=True)
+    found = [(int(m.group(1)), own_path(p, run)) for p in root.iterdir() if (m := CKPT_RE.match(p.name))]
+    return sorted(((step, p) for step, p in found if p.is_dir()), reverse=True)
 
 
 def verify(ckpt_dir) -> dict:
     """Check every file against manifest.json; return the manifest or raise CheckpointError naming the bad file."""
     ckpt = Path(ckpt_dir)
-    manifest_path = ckpt / MANIFEST
+    manifest_path = own_path(ckpt / MANIFEST, run_of(ckpt))
     if not manifest_path.is_file():
         raise CheckpointError(f"{ckpt} is incomplete: no {MANIFEST}")
     try:
@@ -231,19 +256,20 @@ def check_listed(folder: Path, files: dict[str, str]) -> None:
 
 def check_names(folder: Path, files, where: str) -> None:
     """Raise UnsafeCheckpointError unless every key of `files` is a file directly in `folder` (no '..', no
-    absolute path, no symbolic link out of it)."""
+    absolute path), with no symbolic link from the run folder down to it (checkpoints/, step_*, the file)."""
     if not isinstance(files, dict):
         raise CheckpointError(f"{where}: expected a mapping of file names to sha256, got {type(files).__name__}")
+    run = run_of(folder)
     with _unsafe_is_damage():
         for name in files:
             plain_name(name, where)
-            contained(Path(folder) / name, folder, where)
+            own_path(Path(folder) / name, run, where)
 
 
 def read_pointer(run_dir) -> dict | None:
     """run_dir/latest.json with its "dir" and "files" checked (a run folder from Drive is untrusted); None when it
     is missing or not JSON (checkpoints are found by listing checkpoints/, the pointer only adds information)."""
-    path = Path(run_dir) / POINTER
+    path = own_path(Path(run_dir) / POINTER, Path(run_dir))
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -371,8 +397,9 @@ def run_id_of(run_dir) -> str | None:
 
 def checkpoint_run_id(ckpt_dir) -> str | None:
     """The run id in a checkpoint folder's manifest (None for checkpoints older than run ids)."""
+    path = own_path(Path(ckpt_dir) / MANIFEST, run_of(ckpt_dir))
     try:
-        return json.loads((Path(ckpt_dir) / MANIFEST).read_text()).get("run_id")
+        return json.loads(path.read_text()).get("run_id")
     except (OSError, ValueError, AttributeError):
         return None
 

@@ -36,20 +36,26 @@ def strength_lines(summary: list[dict], key: str) -> dict[str, list[tuple[float,
 def sample_rows(grids: dict, path: str | Path, names: list[str] | None = None, labels: dict | None = None,
                 per_row: int = 8, tile: int | None = None) -> Path:
     """One row of `per_row` samples per method, its name on the left: tiles at least 128 px (64 px images are
-    shown twice as big, nearest-neighbour), so a reader sees each pupil."""
+    shown twice as big, nearest-neighbour), so a reader sees each pupil. The canvas is as wide as its widest row
+    and its labels, so a viewer that fits it to the page does not shrink the eyes for blank space."""
     from PIL import Image, ImageDraw
     names = list(grids) if names is None else names
     tile = tile or max(int(grids[names[0]].shape[-1]), 128)
-    label_w, gap = 210, 4
-    canvas = Image.new("RGB" if grids[names[0]].shape[1] == 3 else "L", (label_w + per_row * (tile + gap), len(names) * (tile + gap)), 255)
+    font, gap, line_h = _font(18), 4, 22
+    texts = {n: ((labels or {}).get(n) or n).split("\n") for n in names}
+    probe = ImageDraw.Draw(Image.new("L", (1, 1)))
+    label_w = 16 + max(int(probe.textlength(t, font=font)) for lines in texts.values() for t in lines)
+    columns = max(min(per_row, len(grids[n])) for n in names)
+    mode = "RGB" if grids[names[0]].shape[1] == 3 else "L"
+    canvas = Image.new(mode, (label_w + columns * (tile + gap), len(names) * (tile + gap)), 255)
     draw = ImageDraw.Draw(canvas)
-    font = _font(15)
     for r, name in enumerate(names):
         y = r * (tile + gap)
         for c, img in enumerate(np.round(imageio.to_numpy01(grids[name][:per_row]) * 255).astype(np.uint8)):
             canvas.paste(Image.fromarray(img).resize((tile, tile), Image.NEAREST), (label_w + c * (tile + gap), y))
-        for k, line in enumerate(((labels or {}).get(name) or name).split("\n")):
-            draw.text((6, y + tile // 2 - 18 + 19 * k), line, fill="black", font=font)
+        top = y + tile // 2 - line_h * len(texts[name]) // 2
+        for k, line in enumerate(texts[name]):
+            draw.text((8, top + line_h * k), line, fill="black", font=font)
     path = Path(path)
     canvas.save(path)
     return path
@@ -72,15 +78,33 @@ def metric_boxes(report: dict, path: str | Path) -> Path:
         if len(ref):
             ax.axvspan(*np.percentile(ref, [25, 75]), color="tab:green", alpha=0.2, label="reference IQR")
             ax.axvline(np.median(ref), color="tab:green", lw=1)
+        _clip_outlying_rows(ax, names, data, ref)
         ax.set_xlabel(label, fontsize=9)
         ax.tick_params(labelsize=8)
     axes[0][0].set_yticks(range(1, len(names) + 1), names, fontsize=8)
     axes[0][0].invert_yaxis()
-    axes[0][0].legend(fontsize=7, loc="lower right")
+    axes[0][0].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Path(path)
+
+
+def _clip_outlying_rows(ax, names: list[str], data: list[np.ndarray], ref: np.ndarray) -> None:
+    """Scale the axis to the reference and the non-vanilla rows: a vanilla box far off to the right would squeeze
+    every other box into a strip. A row reaching past the edge gets its median written there instead."""
+    inner = [d for n, d in zip(names, data) if len(d) and not n.startswith("vanilla")] + ([ref] if len(ref) else [])
+    if not inner:
+        return
+    lo = min(np.percentile(d, 5) for d in inner)
+    hi = max(np.percentile(d, 95) for d in inner)
+    pad = 0.08 * (hi - lo or abs(hi) or 1.0)
+    ax.set_xlim(lo - pad, hi + pad)
+    for row, d in enumerate(data, 1):
+        if len(d) and np.median(d) > hi + pad:
+            ax.annotate(f"median {np.median(d):.3g} ->", (0.99, row), xycoords=("axes fraction", "data"),
+                        ha="right", va="center", fontsize=7, color="tab:red",
+                        bbox=dict(facecolor="white", edgecolor="none", pad=1))
 
 
 def strength_figure(report: dict, path: str | Path) -> Path:
@@ -100,17 +124,22 @@ def strength_figure(report: dict, path: str | Path) -> Path:
         ax.set_ylabel(f"median {label}", fontsize=8)
         ax.tick_params(labelsize=8)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
-    fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 1))
+    rows = -(-len(labels) // 4)   # the legend under the plots, 4 entries a row: no gap beside them
+    fig.set_figheight(3.2 + 0.22 * rows)
+    fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.22 * rows / fig.get_figheight() + 0.02, 1, 1))
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return Path(path)
 
 
-def comparison_figure(report: dict, grids: dict, path: str | Path) -> Path:
-    """The report's figures: `path` (samples, one row per method), metrics.png and strength.png beside it."""
+def comparison_figure(report: dict, grids: dict, path: str | Path, reference=None) -> Path:
+    """The report's figures: `path` (samples, one row per method, the reference on top when given), metrics.png
+    and strength.png beside it."""
     path = Path(path)
     labels = {n: f"{n}\n{_calls(report['methods'][n])}" for n in grids}
+    if reference is not None:
+        grids, labels = {"reference": reference, **grids}, {"reference": "reference\n(held out)", **labels}
     sample_rows(grids, path, labels=labels)
     metric_boxes(report, path.with_name("metrics.png"))
     strength_figure(report, path.with_name("strength.png"))
@@ -119,18 +148,20 @@ def comparison_figure(report: dict, grids: dict, path: str | Path) -> Path:
 
 def dataset_grid(folder: str | Path, path: str | Path, identities: int = 8, captures: int = 8) -> Path:
     """A dataset written by irislib.dataset (or any <identity>/<image> folder) as identities (rows) x captures
-    (columns): along a row one eye, down a column different eyes."""
+    (columns): along a row one eye, down a column different eyes. Identity folders with no image are left out;
+    16-bit images are scaled by 65535, as they were written."""
     import torch
-    from PIL import Image
     folder = Path(folder)
-    ids = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))[:identities]
-    if not ids:
-        raise FileNotFoundError(f"no identity folders in {folder} (<identity>/<image>.png)")
     grids = {}
-    for d in ids:
+    for d in sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")):
         files = sorted(p for p in d.iterdir() if p.suffix.lower() in imageio.IMAGE_SUFFIXES)[:captures]
-        arr = np.stack([np.asarray(Image.open(f).convert("L"), np.float32) / 127.5 - 1 for f in files])
-        grids[d.name] = torch.from_numpy(arr)[:, None]
+        if files:
+            arr = np.stack([imageio.read_grey(f) * 2 - 1 for f in files]).astype(np.float32)
+            grids[d.name] = torch.from_numpy(arr)[:, None]
+        if len(grids) == identities:
+            break
+    if not grids:
+        raise FileNotFoundError(f"no identity folders with images in {folder} (<identity>/<image>.png)")
     return sample_rows(grids, path, labels={k: f"identity {k}" for k in grids}, per_row=captures)
 
 
@@ -143,7 +174,7 @@ def _font(size: int):
 
 
 def _calls(row: dict) -> str:
-    return "VAE draft" if not row["unet_calls"] else f"t0={row['t0']}, {row['unet_calls']} calls"
+    return "no UNet calls" if not row["unet_calls"] else f"t0={row['t0']}, {row['unet_calls']} calls"
 
 
 def _finite(values) -> np.ndarray:

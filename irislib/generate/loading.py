@@ -7,20 +7,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import torch
-
 from .. import checkpoint
 from ..config import ConfigError, Experiment
+from ..device import resolve_device  # noqa: F401 (re-exported: pipeline and sampler take it from here)
 from ..diffusion import GaussianDiffusion
 from ..models.prior import GaussianMixturePrior
 from ..models.unet import UNet
 from ..models.vae import VAE
-from ..train import distributed
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu; anything else as given (the Trainer's rule, rank 0)."""
-    return distributed.resolve_device(name)
 
 
 def build_diffusion(exp: Experiment) -> GaussianDiffusion:

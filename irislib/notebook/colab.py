@@ -56,7 +56,7 @@ def in_colab() -> bool:
 def mount_drive(path: str | Path = "/content/drive", force_remount: bool = False) -> Path | None:
     """Mount Google Drive in Colab and return MyDrive; a logged no-op (None) anywhere else."""
     if not in_colab():
-        print("irislib.colab: not in Colab, Google Drive not mounted (runs stay on local disk)")
+        print("irislib.notebook.colab: not in Colab, Google Drive not mounted (runs stay on local disk)")
         return None
     path = Path(path)
     my_drive = path / "MyDrive"
@@ -217,7 +217,8 @@ def ensure_run(ref: str | Path | None, kind: str, smoke: bool = False, root: str
 
     exp = presets.get("tiny").override(smoke_overrides(2))
     train = pipeline.train_vae if kind == "vae" else pipeline.train_diffusion
-    print(f"irislib.colab: smoke run: no {kind} run at {str(ref)!r}; training a 2-step tiny one in {root}/{kind}")
+    print(f"irislib.notebook.colab: smoke run: no {kind} run at {str(ref)!r}; "
+          f"training a 2-step tiny one in {root}/{kind}")
     return train(exp, Path(root) / kind, resume="auto", progress=False, device="cpu")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -273,17 +274,25 @@ QUEUED_CLICK_S = 0.3   # clicks the kernel handles this soon after a draw were m
 def render_result(result, nrow: int = 8) -> Image.Image:
     """A SampleResult as one picture: VAE drafts | hybrid samples (samples alone for pure-noise sampling)."""
     cfg = result.config
-    grid = titled_grid(result.images, nrow, f"hybrid: strength {cfg.strength:g}, {cfg.steps} {cfg.sampler} steps, "
+    grid = titled_grid(result.images, nrow, f"hybrid: strength {cfg.strength:g}, {_steps_text(result)}, "
                                           f"seed {cfg.seed}")
     if result.drafts is None or len(result.drafts) == 0:
         return grid
     return side_by_side([titled_grid(result.drafts, nrow, "VAE drafts"), grid])
 
 
+def _steps_text(result) -> str:
+    """What was run, in UNet calls: a respaced chain's calls are not the typed step count."""
+    cfg = result.config
+    if getattr(cfg, "respacing", ""):
+        return f"{cfg.sampler} respaced {cfg.respacing!r} ({result.nfe} UNet calls)"
+    return f"{cfg.sampler} {cfg.steps} steps"
+
+
 def summary_line(result, out_dir: str | Path | None = None) -> str:
     """One line about a draw: what was asked, the start timestep, UNet calls, and where the files are."""
     cfg = result.config
-    line = (f"{cfg.n} images, strength {cfg.strength:g}, {cfg.sampler} {cfg.steps} steps, seed {cfg.seed}: "
+    line = (f"{cfg.n} images, strength {cfg.strength:g}, {_steps_text(result)}, seed {cfg.seed}: "
             f"t0={result.t0}, {result.nfe} UNet calls per image")
     if out_dir is not None:
         line += f"; {len(result.paths)} PNGs, grid.png, panel.png and settings.json in {out_dir}"
@@ -388,9 +397,10 @@ class Panel:
         self.result, self.config, self.draws = result, cfg, self.draws + 1
 
     def widget_config(self):
-        """The last SampleConfig with the controls' values (batch_size, eta, respacing kept)."""
-        return dataclasses.replace(self.config, **{k: self.controls[k].value for k in
-                                                   ("strength", "steps", "sampler", "seed", "n")})
+        """The last SampleConfig with the controls' values (batch_size and eta kept). The steps box is what the
+        panel draws with: a respacing in the starting config would override it, so the panel drops it."""
+        return dataclasses.replace(self.config, respacing="", **{k: self.controls[k].value for k in
+                                                                 ("strength", "steps", "sampler", "seed", "n")})
 
     def on_draw(self, _button=None) -> None:
         """The Draw button: disabled with a status line while drawing; the picture and line go into the output
@@ -561,28 +571,60 @@ def show_report(out_dir: str | Path) -> None:
             _display(Image.open(out / name))
 
 
+def ensure_verified(folder: str | Path, verify: bool = True, n_training: int = 512) -> Path:
+    """The dataset folder, its verification report (irislib.verify_dataset) written first when `verify` and it has
+    none yet: a re-run of 05_synthetic_dataset keeps a finished report instead of matching every pair again."""
+    folder = Path(folder)
+    if verify and not (folder / "verify.json").exists():
+        from ..evaluation.verify import verify_dataset
+        verify_dataset(folder, n_training=n_training)
+    return folder
+
+
 def show_dataset(folder: str | Path, identities: int = 8, captures: int = 8) -> None:
     """A synthetic dataset as a person checks it: identities (rows) x captures (columns), then its verification
-    report (verify.md rendered, with its figures) when irislib.dataset(..., verify=True) wrote one."""
+    report (verify.md rendered, each figure where the report places it, with its caption) when
+    irislib.verify_dataset wrote one."""
     from ..evaluation import plots
     folder = Path(folder)
     grid = plots.dataset_grid(folder, folder / "grid.png", identities, captures)
-    print(f"{grid}: identities (rows) x captures (columns)")
+    print(f"{grid}: identities (rows) x captures (columns); along a row one eye, down a column different eyes")
     _display(Image.open(grid))
     md = folder / "verify.md"
     if not md.is_file():
         print(f"no verify.md in {folder}: irislib.verify_dataset({str(folder)!r}) writes it")
         return
-    text = "\n".join(ln for ln in md.read_text().splitlines() if not ln.startswith("!["))
-    if in_kernel():
-        from IPython.display import Markdown
-        _display(Markdown(text))
-    else:
-        print(text)
-    for name in ("hd_histograms.png", "det.png", "hd_vs_dilation.png"):
-        if (folder / name).is_file():
-            print(name)
-            _display(Image.open(folder / name))
+    for kind, part in markdown_parts(md.read_text(), md.parent):
+        if kind == "image":
+            _display(Image.open(part))
+        elif in_kernel():
+            from IPython.display import Markdown
+            _display(Markdown(part))
+        else:
+            print(part)
+
+
+_IMAGE_LINE = re.compile(r"^!\[[^\]]*\]\(([^)]+)\)\s*$")
+
+
+def markdown_parts(text: str, folder: Path) -> list[tuple[str, object]]:
+    """Markdown split at its figure lines: ("text", chunk) and ("image", path) in reading order, so each figure
+    shows where the report puts it, between its heading and its caption. A figure not in `folder` (or missing)
+    stays a text line."""
+    parts, chunk = [], []
+    for line in text.splitlines():
+        m = _IMAGE_LINE.match(line)
+        target = folder / m.group(1) if m else None
+        if target is not None and target.is_file() and target.resolve().parent == folder.resolve():
+            if chunk:
+                parts.append(("text", "\n".join(chunk)))
+            parts.append(("image", target))
+            chunk = []
+        else:
+            chunk.append(line)
+    if any(line.strip() for line in chunk):
+        parts.append(("text", "\n".join(chunk)))
+    return parts
 
 
 def show_checkpoints() -> None:

@@ -124,7 +124,7 @@ class Reporter:
         show = trainer.progress is None or trainer.progress is True or callable(trainer.progress)
         self.callback = trainer.progress if callable(trainer.progress) else None
         self.bar = tqdm(total=trainer.total_steps, initial=trainer.step, unit="step", dynamic_ncols=True,
-                        disable=not (show and trainer.dist.is_main and self.callback is None))
+                        desc=bar_label(trainer), disable=not (show and trainer.dist.is_main and self.callback is None))
         self._t0, self._images = time.perf_counter(), 0
 
     def after_step(self, images: int) -> None:
@@ -162,6 +162,12 @@ class Reporter:
     def close(self) -> None:
         """Close the progress bar."""
         self.bar.close()
+
+
+def bar_label(tr) -> str:
+    """What the bar trains, and from where: "VAE vae_run (resumed at step 20)"."""
+    kind = {"VAETask": "VAE", "DiffusionTask": "UNet", "RefinerTask": "refiner"}.get(type(tr.task).__name__, "model")
+    return f"{kind} {tr.run_dir.name}" + (f" (resumed at step {tr.step})" if tr.step else "")
 
 
 def lr_of_last_step(tr) -> float:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..device import resolve_device
+
 
 @dataclass
 class DistInfo:
@@ -25,22 +27,6 @@ class DistInfo:
     def is_distributed(self) -> bool:
         """More than one process."""
         return self.world_size > 1
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """'auto' -> cuda:<local_rank> when a GPU is present else cpu; otherwise torch.device(name)."""
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"device {name!r} (--device, device=) is not a device; use auto, cpu, cuda or "
-                         "cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} (--device, device=) but no CUDA GPU is visible; use cpu or auto")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
-    return device
 
 
 def launch_rank() -> int:

@@ -105,21 +105,31 @@ def train_vae(exp: Experiment, out: str | Path, resume: str | None = "auto", pro
     model = _memory_format(VAE(exp.vae), exp)
     dataset = make_dataset(exp.data)
 
-    def sample_fn(net, step: int) -> None:
-        seeds = list(range(exp.train.sample_grid_images))
-        if seeds:
-            drafts = hybrid.draw_drafts(net, seeds, device=next(net.parameters()).device)
-            checkpoint.write_sample_grid(run_dir, step, imageio.make_grid(drafts, nrow=4))
+    seeds = list(range(exp.train.sample_grid_images))
+    gmm = exp.vae.prior == "gmm"
 
-    fit = (lambda trainer: _fit_prior(run_dir, exp, dataset, trainer.mirror_dir)) if exp.vae.prior == "gmm" else None
+    def sample_fn(net, step: int) -> None:
+        if seeds:   # during training the mixture prior does not exist yet: say so on the grid
+            grid = imageio.make_grid(hybrid.draw_drafts(net, seeds, device=next(net.parameters()).device), nrow=4)
+            checkpoint.write_sample_grid(run_dir, step, imageio.with_caption(
+                grid, "z ~ N(0, I): not the prior, fitted after training") if gmm else grid)
+
+    def fit(trainer) -> None:
+        vae, prior = _fit_prior(run_dir, exp, dataset, trainer.mirror_dir)
+        if seeds:   # the last preview again, drawn as sampling draws it: from the fitted prior
+            grid = imageio.make_grid(hybrid.draw_drafts(vae, seeds, prior=prior), nrow=4)
+            checkpoint.write_sample_grid(run_dir, trainer.step, imageio.with_caption(grid, "from the fitted prior"))
+
+    fit = fit if gmm else None
     place = Placement(run_dir, mirror_dir, device, resume)
     _run_trainer(model, VAETask(exp.vae), dataset, exp, place, progress=progress, sample_fn=sample_fn, after=fit)
     return run_dir
 
 
 @torch.no_grad()
-def _fit_prior(run_dir: Path, exp: Experiment, dataset, mirror_dir: Path | None) -> None:
-    """Fit the GMM prior on the EMA VAE's posterior means of the training images (DiffuseVAE: N(0,I) has holes)."""
+def _fit_prior(run_dir: Path, exp: Experiment, dataset, mirror_dir: Path | None):
+    """Fit the GMM prior on the EMA VAE's posterior means of the training images (DiffuseVAE: N(0,I) has holes);
+    returns (EMA VAE, prior)."""
     vae, _ = load_vae(run_dir, device="cpu", with_prior=False)
     loader = torch.utils.data.DataLoader(dataset, batch_size=64, shuffle=False)
     means = torch.cat([vae.encode(x)[0].flatten(1) for x in loader])  # [N, D]
@@ -129,6 +139,7 @@ def _fit_prior(run_dir: Path, exp: Experiment, dataset, mirror_dir: Path | None)
     # Into the checkpoint it was fitted on (verified with it) and its mirror copy: the Drive copy must sample like
     # the local run once Colab wipes the VM.
     checkpoint.attach_prior(run_dir, prior.state_dict(), mirror_dir)
+    return vae, prior
 
 
 # --- sampling ------------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 import irislib
-from irislib import checkpoint, compat, hub, imageio, pipeline, presets
+from irislib import checkpoint, compat, hub, imageio, presets
+from irislib.train import pipeline
 
 PACKAGE = Path(irislib.__file__).resolve().parent
 _WATCHED: list[Path] = []

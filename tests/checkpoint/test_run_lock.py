@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from irislib import pipeline, presets
+from irislib import presets
 from irislib.checkpoint import run_lock
+from irislib.train import pipeline
 
 TINY = {"data.path": "synthetic:8", "train.batch_size": 4, "train.microbatch": 4, "train.epochs": 0,
         "train.max_steps": 1, "train.sample_grid_images": 0}

@@ -119,7 +119,7 @@ def test_respacing_through_the_python_api_cli_and_panel_stays_in_the_trained_ran
     --respacing` and the sampling panel all start at t=200."""
     import json
 
-    from irislib import ui
+    from irislib.notebook import ui
     from irislib.generate.sampler import HybridSampler, SampleConfig
     sampler = HybridSampler.load("iris64-unet", "iris64-vae", device="cpu")
     cfg = SampleConfig(n=1, strength=0.7, respacing="ddim10")

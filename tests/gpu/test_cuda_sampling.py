@@ -8,9 +8,10 @@ import torch
 from gpu_device import DEVICE
 from speed_helpers import randomized, tiny_unet_cfg
 
-from irislib import hybrid, report
 from irislib.config import DiffusionConfig, VAEConfig
 from irislib.diffusion import GaussianDiffusion, samplers
+from irislib.evaluation import report
+from irislib.generate import hybrid
 from irislib.models.unet import UNet
 from irislib.models.vae import VAE
 from irislib.train import speed

@@ -76,7 +76,7 @@ def test_a_healthy_unet_reads_zero_at_any_probe_size(tiny_exp):
 
 
 def test_per_type_shares_are_logged_and_plotted(tmp_path):
-    from irislib import ui
+    from irislib.notebook import ui
     torch.manual_seed(0)
     tr = Trainer(ToyNet(act=nn.ReLU), ToyTask(), ToyDataset(12), toy_exp(max_steps=3), tmp_path / "run",
                  progress=False, device="cpu")
