@@ -9,12 +9,18 @@ Decoding rules (CASIA 320x280 BMP/JPEG, 640x480, IITD 320x240, 16-bit TIFF/PNG, 
 """
 from __future__ import annotations
 
+import ast
 import csv
 import hashlib
+import inspect
 import json
+import math
 import os
+import sys
+import tokenize
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -23,13 +29,16 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
+from ..config import ConfigError
 from ..safepath import relative_name
 
 IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
 CACHE_DIRNAME = ".irislib_cache"
-CACHE_VERSION = "1"          # bump when preprocessing changes, so old caches are rebuilt
+CACHE_VERSION = "2"          # bump when preprocessing changes, so old caches are rebuilt (2: csv boxes edge-padded)
 PROGRESS_MIN_FILES = 64      # show a progress bar when decoding at least this many files
+POOL_MIN_FILES = 64          # data.crop=iris locates on all cores from this many frames
 MAX_LISTED = 50              # files named in the skipped-files warning
+MAX_BOX_SIDES = 4            # a crop CSV box's side may be at most this many times its frame's larger side
 
 
 def _luma(rgb: np.ndarray) -> np.ndarray:
@@ -82,20 +91,14 @@ def centre_box(h: int, w: int) -> tuple[int, int, int]:
     return (w - size) // 2, (h - size) // 2, size
 
 
-def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int, pad: str = "black") -> np.ndarray:
-    """Square crop (left, top, size) of [H, W, C], Lanczos-resized -> [C, S, S]. Where the square leaves the image
-    it is black (pad "black"), or the nearest edge pixel repeated (pad "edge": an iris near the frame's edge keeps
-    skin, not a black bar, around it)."""
+def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int) -> np.ndarray:
+    """Square crop (left, top, size) of [H, W, C], Lanczos-resized -> [C, S, S]; every crop mode uses it, so a crop
+    list written by data.crop=iris and given back as data.crop_csv gives the same images. Where the square leaves
+    the image the nearest edge pixel is repeated: an iris near the frame's edge keeps skin, not a black bar."""
     left, top, size = box
     h, w, c = x.shape
-    if pad == "edge":
-        ys, xs = np.clip(np.arange(top, top + size), 0, h - 1), np.clip(np.arange(left, left + size), 0, w - 1)
-        crop = x[ys[:, None], xs[None, :]].astype(np.float32)
-    else:
-        crop = np.zeros((size, size, c), np.float32)
-        y0, y1, x0, x1 = max(top, 0), min(top + size, h), max(left, 0), min(left + size, w)
-        if y1 > y0 and x1 > x0:
-            crop[y0 - top:y1 - top, x0 - left:x1 - left] = x[y0:y1, x0:x1]
+    ys, xs = np.clip(np.arange(top, top + size), 0, h - 1), np.clip(np.arange(left, left + size), 0, w - 1)
+    crop = x[ys[:, None], xs[None, :]].astype(np.float32)
     if size != image_size:
         out = (image_size, image_size)
         chans = [Image.fromarray(np.ascontiguousarray(crop[..., k])).resize(out, Image.Resampling.LANCZOS)
@@ -104,10 +107,40 @@ def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int, pad: 
     return np.clip(crop, 0, 1).transpose(2, 0, 1)                 # [C, S, S]
 
 
-def read_crop_csv(csv_path: str | Path) -> dict[str, tuple[int, int, int]]:
-    """CSV with header file,left,top,size (file relative to the data folder) -> {file: (left, top, size)}.
+class CsvBox(NamedTuple):
+    box: tuple[int, int, int]     # left, top, size
+    line: int                     # its line in the CSV, for errors
 
-    A crop list may come from someone else: a `file` that is absolute or climbs out with '..' is refused."""
+
+def _csv_px(row: dict, key: str, where: str) -> int:
+    """Field `key` of a crop CSV row as whole px; inf, nan or text is refused (int(inf) would raise OverflowError)."""
+    raw = row.get(key)
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConfigError(f"{where} {key}={raw!r} refused: it must be a finite number of pixels; fix that row")
+    return int(round(value))
+
+
+def check_csv_box(box: tuple[int, int, int], h: int, w: int, where: str) -> None:
+    """A crop CSV box must overlap its h x w frame and be at most MAX_BOX_SIDES times its larger side (a huge size
+    would try to allocate size^2 pixels: MemoryError)."""
+    left, top, size = box
+    if size > MAX_BOX_SIDES * max(h, w):
+        raise ConfigError(f"{where} size={size} refused: more than {MAX_BOX_SIDES}x the larger side of the {w}x{h} "
+                          f"frame; fix that row")
+    if not (-size < left < w and -size < top < h):
+        raise ConfigError(f"{where} left={left}, top={top} refused: the {size} px square lies outside the {w}x{h} "
+                          f"frame; fix that row")
+
+
+def read_crop_csv(csv_path: str | Path) -> dict[str, CsvBox]:
+    """CSV with header file,left,top,size (file relative to the data folder) -> {file: ((left, top, size), line)}.
+
+    A crop list may come from someone else: a `file` that is absolute or climbs out with '..', or a number that is
+    not finite or a size that is not positive, is refused (check_csv_box checks the box against its frame)."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise FileNotFoundError(f"crop CSV {csv_path} (data.crop_csv) does not exist; give a CSV with columns "
@@ -120,15 +153,12 @@ def read_crop_csv(csv_path: str | Path) -> dict[str, tuple[int, int, int]]:
             raise ValueError(f"crop CSV {csv_path} lacks column(s) {sorted(missing)}; the header must be "
                              f"file,left,top,size")
         for line, row in enumerate(reader, start=2):
-            try:
-                left, top, size = (int(round(float(row[k]))) for k in ("left", "top", "size"))
-            except (TypeError, ValueError):
-                raise ValueError(f"crop CSV {csv_path} line {line}: left, top and size must be numbers, "
-                                 f"got {row}") from None
+            where = f"crop CSV {csv_path} line {line}"
+            left, top, size = (_csv_px(row, k, where) for k in ("left", "top", "size"))
             if size <= 0:
-                raise ValueError(f"crop CSV {csv_path} line {line}: size={size} must be positive")
-            name = relative_name((row["file"] or "").strip(), f"crop CSV {csv_path} line {line} file")
-            boxes[Path(name).as_posix()] = (left, top, size)
+                raise ConfigError(f"{where} size={size} refused: it must be positive; fix that row")
+            name = relative_name((row["file"] or "").strip(), f"{where} file")
+            boxes[Path(name).as_posix()] = CsvBox((left, top, size), line)
     return boxes
 
 
@@ -230,9 +260,10 @@ class FolderDataset(torch.utils.data.Dataset):
         return cache_dir / f"{self.root.resolve().name}-{tag}_{name}"
 
     def _fingerprint(self, sources) -> str:
-        from .iris_crop import IRIS_CROP_SCALE
+        from .iris_crop import IRIS_CROP_SCALE, LOCATOR_VERSION
+        iris = {"crop": "iris", "scale": IRIS_CROP_SCALE, "locator": LOCATOR_VERSION}   # new locator, new boxes
         settings = {"version": CACHE_VERSION, "image_size": self.image_size, "channels": self.channels,
-                    **({"crop": "iris", "scale": IRIS_CROP_SCALE} if self.crop == "iris" else {}),
+                    **(iris if self.crop == "iris" else {}),
                     "crop_csv": hashlib.sha256(self.crop_csv.read_bytes()).hexdigest() if self.crop_csv else None}
         return hashlib.sha256(json.dumps([settings, sources]).encode()).hexdigest()
 
@@ -288,13 +319,8 @@ class FolderDataset(torch.utils.data.Dataset):
                 box, extra = eye.box(), {k: v for k, v in eye.row().items() if k not in ("left", "top", "size")}
                 extra["scale"] = round(s / box[2], 5)             # training-image px per frame px
             else:
-                box = boxes.get(rel) if boxes is not None else None
-                if box is None:
-                    if boxes is not None:
-                        no_box.append(rel)
-                    box = centre_box(h, w)
-            pad = "edge" if self.crop == "iris" else "black"
-            data[len(files)] = torch.from_numpy(crop_resize(x, box, s, pad) * 2 - 1)
+                box = self._box(boxes, rel, h, w, no_box)
+            data[len(files)] = torch.from_numpy(crop_resize(x, box, s) * 2 - 1)
             files.append(rel)
             crop_boxes.append({"left": box[0], "top": box[1], "size": box[2], "height": h, "width": w, **extra})
         self._check_found(sources, skipped)
@@ -306,6 +332,17 @@ class FolderDataset(torch.utils.data.Dataset):
             warnings.warn(f"{len(no_box)} image(s) have no row in crop CSV {self.crop_csv} and were centre-cropped: "
                           f"{', '.join(no_box[:MAX_LISTED])}", stacklevel=4)
         return (data if len(files) == len(sources) else data[:len(files)].clone()), files, skipped, crop_boxes
+
+    def _box(self, boxes, rel: str, h: int, w: int, no_box: list) -> tuple[int, int, int]:
+        """The crop CSV's box for `rel` (checked against the frame), else the centre square (noted in no_box when
+        a CSV is given)."""
+        row = boxes.get(rel) if boxes is not None else None
+        if row is None:
+            if boxes is not None:
+                no_box.append(rel)
+            return centre_box(h, w)
+        check_csv_box(row.box, h, w, f"crop CSV {self.crop_csv} line {row.line}")
+        return row.box
 
     def _check_found(self, sources, skipped) -> None:
         """data.crop=iris on a folder where most frames show no eye stops with one error saying what to try."""
@@ -343,14 +380,52 @@ def _locate_one(path: str):
         return None
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in ("__name__ == '__main__'", "'__main__' == __name__")
+
+
+def _spawn_reruns_caller() -> str | None:
+    """The main script's path if a spawned worker would run this call again, else None.
+
+    A spawned process re-imports the main script (python script.py or -m module) as __mp_main__; if its top-level
+    code outside an `if __name__ == "__main__":` block is what builds the data set, every worker would build it and
+    start a pool of its own (RuntimeError "...bootstrapping phase", BrokenProcessPool). A REPL, python -c and
+    notebooks have no script to re-import; a script whose source cannot be read counts as unguarded."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if path is None:                        # nothing to re-import
+        return None
+    frame = inspect.currentframe()
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:                       # not called from the script's top level (a thread, atexit)
+        return None
+    try:
+        with tokenize.open(path) as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError):
+        return path
+    guarded = any(_is_main_guard(n) and n.body[0].lineno <= frame.f_lineno <= n.body[-1].end_lineno
+                  for n in ast.walk(tree))
+    return None if guarded else path
+
+
 def _locate_all(root: Path, sources, show: bool) -> dict:
     """{relative name: FoundEye or None} for every frame, on all cores for large folders (a 640x480 frame takes
-    about 0.6 s on one core)."""
+    about 0.5 s on one core): worker processes, or threads where spawned processes would re-run an unguarded
+    script (the locator is numpy on whole frames, which mostly runs without the GIL)."""
     paths = [str(root / rel) for rel, _, _ in sources]
-    workers = min(os.cpu_count() or 1, 8) if len(paths) >= PROGRESS_MIN_FILES else 1
+    workers = min(os.cpu_count() or 1, 8) if len(paths) >= POOL_MIN_FILES else 1
     bar = dict(desc=f"finding the iris in {root.name}", unit="img", total=len(paths), disable=not show)
     if workers == 1:
         found = [_locate_one(p) for p in tqdm(paths, **bar)]
+    elif (script := _spawn_reruns_caller()) is not None:
+        from concurrent.futures import ThreadPoolExecutor
+        warnings.warn(f"locating the iris on {workers} threads, not processes: {script} builds the data set outside "
+                      f"an `if __name__ == \"__main__\":` block, which each worker process would run again",
+                      stacklevel=4)
+        with ThreadPoolExecutor(workers) as pool:
+            found = list(tqdm(pool.map(_locate_one, paths), **bar))
     else:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
@@ -367,10 +442,11 @@ def _write_crops_csv(path: Path, files: list[str], boxes: list[dict]) -> None:
     wr.writeheader()
     for f, b in zip(files, boxes):
         wr.writerow({"file": f, **b})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")     # per process: two writers never share a temp
     try:
-        if not path.exists() or path.read_text() != buf.getvalue():
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(buf.getvalue())
-            os.replace(tmp, path)
+        if not path.exists() or path.read_text(encoding="utf-8") != buf.getvalue():
+            tmp.write_text(buf.getvalue(), encoding="utf-8")
+            os.replace(tmp, path)                                  # atomic: a reader sees the old or new list
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         warnings.warn(f"could not write the crop list {path} ({e})", stacklevel=3)

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 IRIS_CROP_SCALE = 4 / 3          # crop side / iris diameter
+LOCATOR_VERSION = "2"            # in crop=iris caches' fingerprint: bump when locate_eye's boxes change (2: RANSAC)
 COARSE_SIDE = 200                # the first pass works on a copy whose shorter side is about this
 LATERAL_DEG = 40.0               # the limbus arcs: within this angle of the horizontal, both sides
 MIN_STEP = 0.03                  # least rise of the arcs' mean grey level (0-1) across the limbus: iris to sclera

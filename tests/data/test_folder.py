@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from irislib import cli
 from irislib.config import ConfigError, DataConfig
 from irislib.data import FolderDataset, SyntheticIrisDataset, make_dataset
 from irislib.data import folder as folder_mod
@@ -128,9 +129,10 @@ def test_centre_crop_and_csv_boxes(tmp_path):
     boxed = FolderDataset(d, 40, crop_csv=csv, progress=False)
     assert np.allclose(boxed[0][0].numpy(), a[10:50, 5:45] / 255 * 2 - 1, atol=1e-3)
     assert boxed.crop_boxes[0] == {"left": 5, "top": 10, "size": 40, "height": 60, "width": 100}
-    csv.write_text("file,left,top,size\nsub/img.png,80,0,40\n")               # runs off the right edge: black
+    csv.write_text("file,left,top,size\nsub/img.png,80,0,40\n")   # runs off the right edge: its last column repeats
     off = FolderDataset(d, 40, crop_csv=csv, progress=False)[0][0].numpy()
-    assert np.allclose(off[:, :20], a[:40, 80:] / 255 * 2 - 1, atol=1e-3) and np.allclose(off[:, 20:], -1)
+    assert np.allclose(off[:, :20], a[:40, 80:] / 255 * 2 - 1, atol=1e-3)
+    assert np.allclose(off[:, 20:], a[0, -1] / 255 * 2 - 1, atol=1e-3)
 
 
 def test_crop_csv_errors(tmp_path):
@@ -141,6 +143,36 @@ def test_crop_csv_errors(tmp_path):
         FolderDataset(tmp_path, 8, crop_csv=bad)
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         FolderDataset(tmp_path, 8, crop_csv=tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize("row, refused", [
+    ("inf,0,8", "line 2 left='inf' refused: it must be a finite number"),         # int(inf): OverflowError
+    ("0,nan,8", "line 2 top='nan' refused: it must be a finite number"),
+    ("0,0,big", "line 2 size='big' refused: it must be a finite number"),
+    ("0,0,1e9", "line 2 size=1000000000 refused: more than 4x the larger side of the 10x8 frame"),  # MemoryError
+    ("0,0,-3", "line 2 size=-3 refused: it must be positive"),
+    ("1e6,0,8", "line 2 left=1000000, top=0 refused: the 8 px square lies outside the 10x8 frame")])
+def test_crop_csv_numbers_that_are_no_box_are_one_error(tmp_path, row, refused):
+    """A crop list from someone else: inf, nan, text, a huge or negative size, a box off the frame: one error
+    naming the CSV, the line and the field (not an OverflowError or MemoryError from deep inside)."""
+    Image.fromarray(np.zeros((8, 10), np.uint8)).save(tmp_path / "a.png")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(f"file,left,top,size\na.png,{row}\n")
+    with pytest.raises(ConfigError) as e:
+        FolderDataset(tmp_path, 8, crop_csv=boxes, cache_dir=tmp_path / "c", progress=False)
+    assert "\n" not in str(e.value) and str(e.value).startswith(f"crop CSV {boxes} {refused}"), str(e.value)
+    assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("size", ["inf", "1e9"])
+def test_cli_reports_a_bad_crop_csv_number_in_one_line(tmp_path, capsys, size):
+    Image.fromarray(np.zeros((8, 10), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / "boxes.csv").write_text(f"file,left,top,size\na.png,0,0,{size}\n")
+    code = cli.main(["train-vae", "--out", str(tmp_path / "run"), "--data", str(tmp_path), "--set",
+                     f"data.crop_csv={tmp_path / 'boxes.csv'}", "--set", f"data.cache_dir={tmp_path / 'c'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and err.startswith(f"irislib train-vae: error: crop CSV {tmp_path}"), err
+    assert "line 2 size=" in err
 
 
 @pytest.mark.parametrize("name, problem", [("../outside.png", "climbs out"), ("sub/../../outside.png", "climbs out"),

@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from irislib import cli
 from irislib.config import ConfigError, build_experiment
+from irislib.data import folder as folder_mod
+from irislib.data import iris_crop
 from irislib.data.folder import FolderDataset, crop_resize
-from irislib.data.iris_crop import IRIS_CROP_SCALE, locate_eye
+from irislib.data.iris_crop import IRIS_CROP_SCALE, FoundEye, locate_eye
 from irislib.data.synthetic import SEED_STRIDE, generate, no_eye_frames, write_synthetic
 
 
@@ -41,9 +47,8 @@ def test_frames_without_an_eye_are_not_taken_for_one(kind):
 
 def test_edge_padding_repeats_the_border_where_the_square_leaves_the_image():
     x = np.arange(12, dtype=np.float32).reshape(3, 4, 1) / 12
-    out = crop_resize(x, (-2, -1, 5), 5, pad="edge")[0]
+    out = crop_resize(x, (-2, -1, 5), 5)[0]
     assert np.allclose(out[0], out[1]) and np.allclose(out[1, :3], x[0, 0, 0]) and np.allclose(out[1:4, 2:], x[:, :3, 0])
-    assert crop_resize(x, (-2, -1, 5), 5)[0][0].max() == 0                     # black, as before, otherwise
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +74,14 @@ def test_iris_crop_skips_frames_without_an_eye_and_writes_its_crop_list(frames, 
         t = truth[r["file"]]
         assert np.hypot(float(r["iris_cx"]) - t["cx"], float(r["iris_cy"]) - t["cy"]) <= 2
         assert float(r["scale"]) == pytest.approx(64 / int(r["size"]), abs=1e-5)
-    # the list, given back as data.crop_csv, crops the same squares (black padding where a box leaves the frame;
-    # the frame it has no row for is centre-cropped, with a warning, as any file missing from a crop CSV)
+    # the list, given back as data.crop_csv, crops the same squares (the frame it has no row for is centre-cropped,
+    # with a warning, as any file missing from a crop CSV)
     with pytest.warns(UserWarning, match="1 image.s. have no row in crop CSV"):
         again = FolderDataset(frames / "set", 64, crop="csv", crop_csv=ds.crops_csv, cache_dir=tmp_path / "c2",
                               progress=False)
     boxes = {f: (b["left"], b["top"], b["size"]) for f, b in zip(again.files, again.crop_boxes)}
     assert all(boxes[f] == (b["left"], b["top"], b["size"]) for f, b in zip(ds.files, ds.crop_boxes))
-    inside = [k for k, b in enumerate(ds.crop_boxes) if b["left"] >= 0 and b["top"] >= 0 and
-              b["left"] + b["size"] <= 320 and b["top"] + b["size"] <= 240]
-    assert inside and all(np.array_equal(ds.data[k], again.data[again.files.index(ds.files[k])]) for k in inside)
+    assert all(np.array_equal(ds.data[k], again.data[again.files.index(f)]) for k, f in enumerate(ds.files))
     # cached: a second open gives the same tensors (and the same one-line skip warning)
     with pytest.warns(UserWarning, match="blank.png"):
         cached = FolderDataset(frames / "set", 64, crop="iris", cache_dir=tmp_path / "cache", progress=False)
@@ -108,3 +111,67 @@ def test_crop_option_in_config_cli_and_synth(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["synth", "--out", str(tmp_path / "g"), "--frame", "640"])
     assert "give WIDTHxHEIGHT" in capsys.readouterr().err
+
+
+def test_crop_list_given_back_gives_identical_images_for_an_eye_at_the_frame_edge(tmp_path):
+    """An eye near the frame's left edge: its square leaves the frame, and crop=csv with the list crop=iris wrote
+    pads it as crop=iris does (edge pixels repeated, not black bars)."""
+    img, geo = generate(7 * SEED_STRIDE, (240, 320), frame=True)
+    c0 = int(geo["iris"]["cx"] - 1.1 * geo["iris"]["r"])      # cut the frame so the iris is 1.1 radii from the edge
+    assert c0 > 0
+    (tmp_path / "set").mkdir()
+    Image.fromarray(np.round(img[:, c0:] * 255).astype(np.uint8)).save(tmp_path / "set" / "edge.png")
+    iris = FolderDataset(tmp_path / "set", 64, crop="iris", cache_dir=tmp_path / "c1", progress=False)
+    assert iris.files == ["edge.png"] and iris.crop_boxes[0]["left"] < 0
+    again = FolderDataset(tmp_path / "set", 64, crop="csv", crop_csv=iris.crops_csv, cache_dir=tmp_path / "c2",
+                          progress=False)
+    assert again.crop_boxes[0]["left"] == iris.crop_boxes[0]["left"]
+    assert again.data.numpy().tobytes() == iris.data.numpy().tobytes()
+
+
+def test_an_iris_cache_from_another_locator_version_is_rebuilt(tmp_path, monkeypatch):
+    """A cache whose boxes an older locate_eye found is not reused: the crops would differ from today's."""
+    write_synthetic(tmp_path / "set", 2, size=(240, 320), seed=11, frame=True)
+    calls = []
+    eye = FoundEye(160.0, 120.0, 40.0, 160.0, 120.0, 15.0, 107, 67, 107)
+    monkeypatch.setattr(folder_mod, "_locate_one", lambda p: calls.append(p) or eye)
+
+    def build():
+        return FolderDataset(tmp_path / "set", 32, crop="iris", cache_dir=tmp_path / "cache", progress=False)
+    with monkeypatch.context() as older:
+        older.setattr(iris_crop, "LOCATOR_VERSION", "older", raising=False)
+        build()
+    build()
+    assert len(calls) == 4                  # located again with the current locator
+    build()
+    assert len(calls) == 4                  # and that cache is reused
+
+
+UNGUARDED = """import irislib.data.folder as F
+F.POOL_MIN_FILES = 2                        # the few frames below go to the pool, as a big folder would
+ds = F.FolderDataset({root!r}, 32, crop="iris", cache_dir={cache!r}, progress=False)
+print(len(ds), ds.crops_csv)
+"""
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_builds_an_iris_dataset(frames, tmp_path, monkeypatch):
+    """Spawned workers re-import the main script; one that builds the data set at its top level, unguarded, gets
+    threads instead, with one line saying why, and the same crops as the process pool's."""
+    script = tmp_path / "build.py"
+    script.write_text(UNGUARDED.format(root=str(frames / "set"), cache=str(tmp_path / "threads")))
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert [p.suffix for p in sorted((tmp_path / "threads").iterdir())] == [".csv", ".safetensors"]
+    why = [ln for ln in run.stderr.splitlines() if "not processes" in ln]
+    assert len(why) == 1 and f"{script} builds the data set outside an `if __name__" in why[0], run.stderr
+    with pytest.warns(UserWarning, match="blank.png"):                      # the script's cache, reused
+        threads = FolderDataset(frames / "set", 32, crop="iris", cache_dir=tmp_path / "threads", progress=False)
+    assert run.stdout.split() == ["5", str(threads.crops_csv)]
+    monkeypatch.setattr(folder_mod, "POOL_MIN_FILES", 2, raising=False)
+    with warnings.catch_warnings(record=True) as caught:      # pytest's own entry script is guarded: processes
+        warnings.simplefilter("always")
+        pool = FolderDataset(frames / "set", 32, crop="iris", cache_dir=tmp_path / "pool", progress=False)
+    assert not [w for w in caught if "not processes" in str(w.message)]
+    assert threads.crops_csv.read_text() == pool.crops_csv.read_text() and torch.equal(threads.data, pool.data)
