@@ -85,7 +85,7 @@ def cmd_evaluate(args) -> None:
     if "summary" in report:
         print(reports.markdown_table(report))
     else:
-        print(f"found_rate {report['found_rate']}, W1 to the reference {report['w1']}, KID {report['kid']}")
+        print(reports.markdown_evaluation(report))
 
 
 def cmd_demo(args) -> None:
@@ -113,8 +113,11 @@ def _frame_size(text: str) -> tuple[int, int]:
 def cmd_fetch(args) -> None:
     from . import hub
     if args.list:
+        print(f"{'name':24s} {'kind':8s} {'size MB':>8}  trained on")
         for entry in hub.list_checkpoints(args.manifest):
-            print(f"{entry['name']:24s} {entry['kind']:8s} {entry.get('size', '?'):>10} {entry.get('trained_on', '')}")
+            size = entry.get("size")
+            size = f"{size / 1e6:.1f}" if isinstance(size, (int, float)) else "?"
+            print(f"{entry['name']:24s} {entry['kind']:8s} {size:>8}  {entry.get('trained_on', '')}")
         return
     if not args.name:
         raise ConfigError("fetch needs a checkpoint NAME (see irislib fetch --list)")
@@ -181,13 +184,13 @@ def _add_sample_command(sub) -> None:
     p.add_argument("--respacing", default="", help="instead of --steps: guided-diffusion's respacing of the whole "
                    "chain, e.g. ddim25 or 250 (the start is the grid step nearest --strength, never above a truncated "
                    "UNet's trained range)")
-    p.add_argument("--sampler", default="ddim", choices=_SamplerNames())
+    p.add_argument("--sampler", default="ddim", choices=_SamplerNames(), help="ddim (deterministic), ddpm or dpm++2m")
     p.add_argument("--seed", type=int, default=0, help="image i uses seed+i, at any batch size")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=16, help="images per UNet batch (memory only)")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--bit-depth", type=int, default=8, choices=[8, 16], help="PNG bit depth for grey images")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_sample)
 
 
@@ -206,7 +209,8 @@ def _add_evaluate_command(sub) -> None:
     p.add_argument("--reference", help="reference images: folder or synthetic:N (default: the UNet run's training "
                    "data with --unet, synthetic:64 with --images)")
     p.add_argument("--out", required=True, help="folder for report.json and figures")
-    p.add_argument("--strengths", type=lambda s: [float(x) for x in s.split(",")], default=[0.3, 0.5, 0.7])
+    p.add_argument("--strengths", type=lambda s: [float(x) for x in s.split(",")], default=[0.3, 0.5, 0.7],
+                   help="hybrid start noise levels, comma-separated (0 = the VAE draft, 1 = pure noise)")
     p.add_argument("--steps", type=_int_list, default=[20], help="UNet calls per image, equal for every method; "
                    "a list such as 10,20,50 repeats every method at each")
     p.add_argument("--vanilla-unet", help="a full-chain UNet trained with the same budget: vanilla (pure-noise) "
@@ -227,26 +231,28 @@ def _add_evaluate_command(sub) -> None:
     p.add_argument("--n-training", type=int, default=512, help="training irises the leakage check compares with")
     p.add_argument("--n-reference", type=int, default=256, help="reference images (held out from training)")
     p.add_argument("--n", type=int, default=16, help="images per method")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sampler", default="ddim", choices=_SamplerNames())
+    p.add_argument("--seed", type=int, default=0, help="image i of every method uses seed + i")
+    p.add_argument("--sampler", default="ddim", choices=_SamplerNames(), help="sampler of the equal-call rows: ddim (deterministic), ddpm or dpm++2m")
     p.set_defaults(func=cmd_evaluate)
 
 
 def _add_other_commands(sub) -> None:
     """demo, synth, fetch, register, import-guided."""
-    p = sub.add_parser("demo", help="the full pipeline at tiny scale on synthetic irises (CPU, minutes)")
+    p = sub.add_parser("demo", help="train and resume a tiny pair, then hybrid-sample and evaluate the shipped 128 px "
+                       "pair against vanilla at equal calls (CPU, minutes)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--quick", action="store_true", help="a few steps only (for tests)")
+    p.add_argument("--quick", action="store_true", help="the same steps with 2 images and 2 UNet calls (for tests)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("synth", help="write N synthetic irises as PNG plus geometry.json")
-    p.add_argument("--out", required=True)
-    p.add_argument("--n", type=int, default=16)
+    p = sub.add_parser("synth", help="write N synthetic irises as PNG plus geometry.json",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", required=True, help="folder to write the PNGs and geometry.json into (created)")
+    p.add_argument("--n", type=int, default=16, help="number of images")
     p.add_argument("--size", type=int, default=128, help="side of the square iris crops")
     p.add_argument("--frame", type=_frame_size, help="WIDTHxHEIGHT, e.g. 640x480 or 320x280: whole camera frames "
                    "(skin, lids, lashes, glints, sensor noise) with the eye at a random position and scale, instead "
                    "of iris crops; geometry.json has the exact pupil and iris in frame pixels")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="image i is drawn from seed + i (the same at any --n)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("fetch", help="download a checkpoint listed in checkpoints_manifest.json (sha256-checked)")
@@ -259,9 +265,9 @@ def _add_other_commands(sub) -> None:
 
     p = sub.add_parser("register", help="add a run directory's weights to a local manifest, to share them")
     p.add_argument("run", help="run directory")
-    p.add_argument("--name")
-    p.add_argument("--kind", choices=["vae", "unet", "refiner"])
-    p.add_argument("--manifest", default="checkpoints_manifest.local.json")
+    p.add_argument("--name", help="checkpoint name in the manifest (default: the run folder's name)")
+    p.add_argument("--kind", choices=["vae", "unet", "refiner"], help="what the run holds (default: from its config)")
+    p.add_argument("--manifest", default="checkpoints_manifest.local.json", help="manifest to add it to")
     p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("import-guided", help="import a guided-diffusion / improved-diffusion checkpoint")
@@ -276,34 +282,37 @@ def _add_other_commands(sub) -> None:
 def _add_dataset_commands(sub) -> None:
     """dataset, verify-dataset: synthetic identities (N eyes x M captures) and their verification report."""
     p = sub.add_parser("dataset", help="write N synthetic identities x M captures (folder per identity, "
-                       "metadata.csv, settings.json); re-run with the same settings to continue a cut-off run")
+                       "metadata.csv, settings.json); re-run with the same settings to continue a cut-off run",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--unet", default="iris128-unet", help="diffusion run directory or manifest name")
     p.add_argument("--vae", default="iris128-vae", help="VAE run directory or manifest name")
     p.add_argument("--out", required=True, help="dataset folder (created; an existing one must have the same settings)")
-    p.add_argument("--identities", type=int, default=10)
-    p.add_argument("--captures", type=int, default=5)
+    p.add_argument("--identities", type=int, default=10, help="eyes to draw (one folder each)")
+    p.add_argument("--captures", type=int, default=5, help="images of each eye")
     p.add_argument("--seed", type=int, default=0, help="identity k uses seed * 1000003 + k")
     p.add_argument("--strength", type=float, default=0.5, help="noise std the identity's VAE draft is noised to")
     p.add_argument("--steps", type=int, default=20, help="UNet calls per identity")
-    p.add_argument("--sampler", default="ddim", choices=_SamplerNames())
+    p.add_argument("--sampler", default="ddim", choices=_SamplerNames(), help="ddim (deterministic), ddpm or dpm++2m")
     p.add_argument("--batch-size", type=int, default=8, help="identities per UNet batch (part of the settings)")
     p.add_argument("--refine-strength", type=float, default=0.0, help="light diffusion pass over every capture "
                    "with the identity's seed (0 = none)")
-    p.add_argument("--refine-steps", type=int, default=2)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--refine-steps", type=int, default=2, help="UNet calls of that pass")
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
     p.add_argument("--verify", action="store_true", help="also write the verification report (verify-dataset)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("verify-dataset", help="genuine/impostor HDs, d', EER, FNMR at FMR 1e-3 / 1e-4, DET curve "
                        "of a folder-per-identity iris set (<folder>/<identity>/<image>)")
-    p.add_argument("folder")
+    p.add_argument("folder", help="the dataset: one folder of images per identity")
     p.add_argument("--out", help="report folder (default: the dataset folder)")
     p.add_argument("--threshold", type=float, default=0.34, help="HD at which FNMR and FMR are also reported, and "
                    "below which two identities, or an identity and a training iris, count as the same eye")
     p.add_argument("--training", help="leakage check against: a folder of training images, a run folder or "
-                   "manifest name (its training data), or none (default: the UNet in the dataset's settings.json)")
+                   "manifest name (its training data), synthetic:N, or none (default: only a manifest name in the "
+                   "dataset's settings.json with synthetic training data; a run folder it names is not opened)")
     p.add_argument("--n-training", type=int, default=512, help="training images compared with")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_verify_dataset)
 
 
@@ -312,14 +321,17 @@ def cmd_dataset(args) -> None:
     out = dataset(args.out, args.unet, args.vae, args.identities, args.captures, seed=args.seed,
                   strength=args.strength, steps=args.steps, sampler=args.sampler, batch_size=args.batch_size,
                   refine_strength=args.refine_strength, refine_steps=args.refine_steps, device=args.device,
-                  progress=not args.quiet, verify=args.verify)
+                  progress=not args.quiet)
+    if args.verify and not (out / "verify.json").exists():   # generate/ never imports evaluation/: the CLI verifies
+        from .evaluation.verify import verify_dataset
+        verify_dataset(out, training=args.unet, progress=not args.quiet)   # leakage against the UNet given
     print(f"dataset of {args.identities} identities x {args.captures} captures in {out}")
 
 
 def cmd_verify_dataset(args) -> None:
     from .evaluation.verify import verify_dataset
     rep = verify_dataset(args.folder, args.out, threshold=args.threshold, training=args.training,
-                         n_training=args.n_training)
+                         n_training=args.n_training, progress=not args.quiet)
     print(f"{rep['images']} images, {rep['identities']} identities: genuine HD {rep['genuine']['mean']:.3f}, "
           f"impostor {rep['impostor']['mean']:.3f}, d' {rep['d_prime']:.2f}, EER {100 * rep['eer']:.2f} %, "
           f"FNMR {100 * rep['fnmr_at_fmr_1e-3']:.2f} % at FMR 1e-3; closest identities HD "

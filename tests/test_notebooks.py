@@ -346,7 +346,9 @@ def test_dataset_notebook_writes_a_verified_set_and_shows_it(tmp_path, kernel_en
     assert rep["images"] == 6 and rep["leakage"]["training_images"] == 16
     tables = [o["data"]["text/markdown"] for c in nb.cells if c.cell_type == "code" for o in c.outputs
               if "text/markdown" in o.get("data", {})]
-    assert len(tables) == 1 and tables[0].startswith("# Verification of") and "![" not in tables[0]
+    # the report in reading order: text, each figure where verify.md puts it, its caption in the text after it
+    assert tables[0].startswith("# Verification of") and not any("![" in t for t in tables)
+    assert sum(t.lstrip().startswith(f"*{name}:") for t in tables for name in rep["captions"]) == 3
     assert pngs_shown(nb) == 1 + 3                                # the grid, then the report's three figures
     assert (folder / "grid.png").is_file() and outputs(nb, "execute_result") == []
 

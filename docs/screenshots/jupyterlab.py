@@ -3,7 +3,8 @@ Playwright opens smoke copies of the notebooks in a local JupyterLab, runs all c
 person (types into its boxes, presses Draw) and photographs what is on screen.
 
 Needs: pip install -e ".[test]" jupyterlab "ipywidgets>=8" playwright; apt-get install chromium. From the repository
-root:  python docs/screenshots/jupyterlab.py   (a few minutes on 2 cores; writes docs/screenshots/lab_*.png)
+root:  python docs/screenshots/jupyterlab.py [05]   (a few minutes on 2 cores; writes docs/screenshots/lab_*.png;
+"05" takes only the dataset notebook's grid and report)
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def prepare(work: Path) -> None:
     """Smoke copies with their parameters injected (papermill --prepare-only): what a user sets in the form."""
     for name, params in (("02_train_diffusion", {"smoke": True, "max_steps": 60}),
                          ("03_hybrid_sampling", {"smoke": True, "n": 4, "steps": 4}),
-                         ("04_evaluate", {"smoke": True, "vanilla_unet": ""})):
+                         ("04_evaluate", {"smoke": True, "vanilla_unet": ""}),
+                         ("05_synthetic_dataset", {"smoke": True, "identities": 3, "captures": 2})):
         pm.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(work / f"{name}.ipynb"),
                             parameters=params, prepare_only=True, kernel_name="python3")
 
@@ -81,7 +83,16 @@ def panel(page, box: str, value: str, path: Path) -> None:
     field.press("Tab")
 
 
-def main() -> None:
+def dataset_views(page) -> None:
+    """05's identities x captures grid at its own size, then the rendered verification report with its captions."""
+    cell = page.locator(".jp-Cell", has_text="ui.show_dataset").first
+    cell.scroll_into_view_if_needed()
+    cell.locator(".jp-OutputArea-output img").first.screenshot(path=str(OUT / "lab_05_grid.png"))
+    print(OUT / "lab_05_grid.png")
+    shoot_cell(page, "ui.show_dataset", OUT / "lab_05_grid_and_report.png")
+
+
+def main(only: str | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepare(work)
@@ -89,6 +100,10 @@ def main() -> None:
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+                if only in (None, "05"):
+                    dataset_views(run_all(browser, "05_synthetic_dataset", "hd_vs_dilation.png:"))
+                if only == "05":
+                    return
                 page = run_all(browser, "02_train_diffusion", "samples/step_")
                 shoot_cell(page, "plot_losses", OUT / "lab_02_loss_plot.png")
                 page = run_all(browser, "04_evaluate", "headline.png:")
@@ -103,4 +118,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    main(sys.argv[1] if len(sys.argv) > 1 else None)   # "05": only the dataset notebook's views

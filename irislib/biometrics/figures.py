@@ -1,4 +1,5 @@
-"""Figures of the identity checks: HD histograms with the match threshold, and flagged pairs side by side."""
+"""Figures of the identity checks: HD histograms with the match threshold, flagged pairs side by side, and the
+verification report's DET curve and genuine HD against dilation difference."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,3 +53,63 @@ def pairs_figure(left01, right01, pairs: list[tuple[int, int, float]], path, lab
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def det_plot(fmr, fnmr, eer: float):
+    """The DET curve (FNMR against FMR on log axes, rates clipped at 1e-6) with its EER point, as a matplotlib
+    Figure. With no errors at the EER the curve would lie on the axes' edges and the EER dot off them: the axes say
+    why they are empty instead."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(4.8, 4.0))
+    ax = fig.subplots()
+    ax.set(xscale="log", yscale="log", xlabel="FMR", ylabel="FNMR", title="DET curve", xlim=(1e-6, 1),
+           ylim=(1e-6, 1))
+    fmr, fnmr = np.asarray(fmr, float), np.asarray(fnmr, float)
+    why = ("no genuine or no impostor pairs: no error rates to draw" if not len(fmr) else
+           "no errors at any threshold:\ngenuine and impostor scores\ndo not overlap" if eer == 0 else None)
+    if why:
+        ax.text(0.5, 0.5, why, transform=ax.transAxes, ha="center", va="center", fontsize=9)
+    else:
+        ax.plot(np.maximum(fmr, 1e-6), np.maximum(fnmr, 1e-6), drawstyle="steps-post")
+        ax.plot([eer], [eer], "o", label=f"EER {100 * eer:.2f} %")
+        ax.legend(fontsize=8)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _save(fig, path) -> Path:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return Path(path)
+
+
+def det_figure(fmr, fnmr, eer: float, path) -> Path:
+    """det_plot saved as a PNG at path."""
+    return _save(det_plot(fmr, fnmr, eer), path)
+
+
+def dilation_plot(ddil, genuine, threshold: float):
+    """Genuine HD against the pupil-dilation difference of each pair, the mean per 0.05 bin (5+ pairs) and the
+    match threshold (dashed), as a matplotlib Figure."""
+    from matplotlib.figure import Figure
+    ddil, genuine = np.asarray(ddil, float), np.asarray(genuine, float)
+    fig = Figure(figsize=(4.8, 3.6))
+    ax = fig.subplots()
+    ax.scatter(ddil, genuine, s=6, alpha=0.4, label="genuine pairs")
+    edges = np.arange(0, max(float(ddil.max(initial=0)), 0.05) + 0.05, 0.05)
+    idx = np.digitize(ddil, edges) - 1
+    means = [(edges[k] + 0.025, genuine[idx == k].mean()) for k in range(len(edges) - 1) if (idx == k).sum() >= 5]
+    if means:
+        ax.plot(*zip(*means), "o-", color="C3", label="mean per 0.05 bin")
+    ax.axhline(threshold, color="k", ls="--", lw=1, label=f"match threshold HD {threshold:g}")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set(xlabel="pupil dilation difference |ratio a - ratio b|", ylabel="genuine HD",
+           title="Genuine HD vs dilation difference")
+    fig.tight_layout()
+    return fig
+
+
+def dilation_figure(ddil, genuine, threshold: float, path) -> Path:
+    """dilation_plot saved as a PNG at path."""
+    return _save(dilation_plot(ddil, genuine, threshold), path)

@@ -8,28 +8,47 @@ det.png and hd_vs_dilation.png.
 Every image is segmented and encoded by irislib.biometrics (fit_boundaries, rubber sheet, Gabor codes); all pairs
 are matched with the rotation-searched masked HD. A match is HD <= t; FMR(t) is the share of impostor pairs with
 HD <= t, FNMR(t) the share of genuine pairs with HD > t.
+
+Nothing the dataset folder names is opened: its settings.json may name the UNet it came from, and leakage is
+checked by default only when that is a checkpoints_manifest.json name whose training data the manifest records as
+synthetic:N (made here, no file read). Anything else needs the user's own --training.
 """
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
-from ..biometrics.encode import IrisCodeSpec
+from ..biometrics.encode import IrisCodes, IrisCodeSpec
 from ..biometrics.identity import BIN_EDGES, d_prime, encode_images, hd_stats, leakage
 from ..biometrics.match import hamming_matrix
 from ..biometrics.normalize import fit_boundaries
 from ..biometrics.reports import subject_labels
+from ..config import ConfigError
 from ..imageio import IMAGE_SUFFIXES
 from ..jsonsafe import json_safe
 
+log = logging.getLogger(__name__)
+
+# One line per figure on what to look for: below each figure in verify.md, and in the result's "captions".
+CAPTIONS = {
+    "hd_histograms.png": "Genuine (same eye) and impostor (different eyes) HDs: look for two separate humps, genuine "
+                         "left of the dashed threshold and impostor right of it; their overlap is the error.",
+    "det.png": "Missed matches (FNMR) against false matches (FMR) over all thresholds: lower left is better; the dot "
+               "is the EER, where the two rates are equal.",
+    "hd_vs_dilation.png": "Genuine HD against the pupil-dilation difference of each pair: on real eyes it rises with "
+                          "the difference; points above the dashed threshold are missed matches.",
+}
+
 
 def error_rates(genuine, impostor) -> dict:
-    """EER and FNMR at FMR 1e-3 / 1e-4 of distance scores (accept HD <= t), computed directly on every distinct
-    score as a threshold. FNMR at FMR x is the lowest FNMR over thresholds whose FMR is <= x. The EER is the mean of
-    FMR and FNMR at the threshold where they are closest (FVC2000's convention, as pyeer)."""
+    """EER and FNMR at FMR 1e-3 / 1e-4 of distance scores (accept HD <= t), computed directly with every distinct
+    score, and -inf (accept none), as a threshold. FNMR at FMR x is the lowest FNMR over thresholds whose FMR is
+    <= x. The EER is FVC2000's (Maio et al. 2002; pyeer.eer_stats.get_eer_values): see _eer_index."""
     g, i = np.sort(np.asarray(genuine, float)), np.sort(np.asarray(impostor, float))
     g, i = g[np.isfinite(g)], i[np.isfinite(i)]
     if not len(g) or not len(i):
@@ -37,8 +56,8 @@ def error_rates(genuine, impostor) -> dict:
                 "fnmr_at_fmr_1e-4": float("nan"), "thresholds": [], "fmr": [], "fnmr": []}
     t = np.unique(np.concatenate([[-np.inf], g, i]))
     fmr = np.searchsorted(i, t, side="right") / len(i)
-    fnmr = 1 - np.searchsorted(g, t, side="right") / len(g)
-    k = int(np.argmin(np.abs(fmr - fnmr)))
+    fnmr = (len(g) - np.searchsorted(g, t, side="right")) / len(g)     # counts / n, as pyeer: the same floats
+    k = _eer_index(fmr, fnmr)
     out = {"eer": float((fmr[k] + fnmr[k]) / 2), "eer_threshold": float(t[k])}
     for name, x in (("fnmr_at_fmr_1e-3", 1e-3), ("fnmr_at_fmr_1e-4", 1e-4)):
         ok = fmr <= x
@@ -48,43 +67,100 @@ def error_rates(genuine, impostor) -> dict:
     return out
 
 
-def _files(folder: Path) -> list[str]:
-    files = sorted(str(p.relative_to(folder).as_posix()) for p in folder.rglob("*")
-                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and len(p.relative_to(folder).parts) > 1
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def _eer_index(fmr, fnmr) -> int:
+    """FVC2000's EER point over ascending thresholds (FMR rises, FNMR falls): of the two thresholds either side of
+    the crossing (the last with FMR <= FNMR and the next), the one with the smaller FMR + FNMR, the upper one on a
+    tie (as pyeer). Not argmin |FMR - FNMR|: that can pick the dominated side. pyeer leaves out the -inf threshold
+    and returns 1 (with a warning) when the crossing is next to it; here it is included."""
+    d = fmr - fnmr
+    lo = int(np.flatnonzero(d <= 0)[-1])     # exists: at -inf FMR is 0
+    hi = lo if d[lo] == 0 or lo == len(d) - 1 else lo + 1
+    return hi if fmr[hi] + fnmr[hi] <= fmr[lo] + fnmr[lo] else lo
+
+
+def _bar(total: int, desc: str, progress: bool, unit: str = "img"):
+    from tqdm.auto import tqdm        # a bar on stderr, or a widget in a notebook
+    return tqdm(total=total, desc=desc, unit=unit, disable=not progress, dynamic_ncols=True)
+
+
+def _files(folder: Path, out: Path) -> tuple[list[str], list[str]]:
+    """(image files <identity>/.../<image> relative to folder, report folders left out). Hidden folders are left
+    out, and so are the report folder `out` and any other holding a verify.json when they are below folder: a
+    report's figures are not an identity (a second run would read them as one)."""
+    root = folder.resolve()
+    reports = {p.parent.resolve() for p in folder.rglob("verify.json")} | {out.resolve()}
+    reports = {r for r in reports if root in r.parents}
+    files, left_out = [], set()
+    for p in folder.rglob("*"):
+        rel = p.relative_to(folder)
+        if p.suffix.lower() in IMAGE_SUFFIXES and len(rel.parts) > 1 and not any(s.startswith(".") for s in rel.parts) \
+                and p.is_file():
+            inside = reports & set(p.resolve().parents)
+            left_out |= inside
+            if not inside:
+                files.append(rel.as_posix())
     if not files:
         raise FileNotFoundError(f"no images in per-identity folders under {folder} (<identity>/<image>.png)")
-    return files
+    return sorted(files), sorted(r.relative_to(root).as_posix() for r in left_out)
 
 
-def _load(folder: Path, files: list[str]) -> np.ndarray:
+def _read(path: Path):
+    """Grey image in [0, 1] (16-bit modes scaled by 65535), or None with a logged warning if it does not decode."""
     from PIL import Image
-    out = []
-    for f in files:
-        with Image.open(folder / f) as im:
-            a = np.asarray(im).astype(np.float32) / 65535.0 if im.mode.startswith("I") else \
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im).astype(np.float32) / 65535.0 if im.mode.startswith("I") else \
                 np.asarray(im.convert("L")).astype(np.float32) / 255.0
-        out.append(a)
-    if len({a.shape for a in out}) > 1:
-        raise ValueError(f"images under {folder} have different sizes; resize them to one size")
-    return np.stack(out)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+        log.warning("%s: unreadable image, left out (%s)", path, e)
+        return None
 
 
-def _pairs(codes, labels, max_shift: int, block: int = 512):
+def _load(folder: Path, files: list[str], desc: str, progress: bool) -> tuple[list[str], list, list[str]]:
+    """(files that decoded, their images, files that did not)."""
+    kept, images, bad = [], [], []
+    with _bar(len(files), desc, progress) as bar:
+        for f in files:
+            a = _read(folder / f)
+            (bad if a is None else kept).append(f)
+            if a is not None:
+                images.append(a)
+            bar.update(1)
+    return kept, images, bad
+
+
+def _encode(images, spec: IrisCodeSpec, desc: str, progress: bool, chunk: int = 32):
+    """(IrisCodes, found [N] bool, boundaries [N]) of grey images, in chunks so that the bar moves."""
+    codes, masks, found, bnds = [], [], [], []
+    with _bar(len(images), desc, progress) as bar:
+        for k0 in range(0, len(images), chunk):
+            part = images[k0:k0 + chunk]
+            b = [fit_boundaries(im) for im in part]
+            c, f = encode_images(part, spec, boundaries=b)
+            codes.append(c.code), masks.append(c.mask), found.append(f), bnds.extend(b)
+            bar.update(len(part))
+    return IrisCodes(np.concatenate(codes), np.concatenate(masks), c.words_per_col), np.concatenate(found), bnds
+
+
+def _pairs(codes, labels, max_shift: int, progress: bool = False, block: int = 256):
     """Genuine HDs with their (a, b) indices, all impostor HDs (upper triangle, NaN dropped), and the closest
     impostor HD of every pair of identities [n_ids, n_ids] (symmetric, NaN where never scored)."""
     gen, gen_ab, imp = [], [], []
     n_ids = int(labels.max()) + 1 if len(labels) else 0
     id_min = np.full((n_ids, n_ids), np.inf)
-    for i0 in range(0, len(codes), block):
-        hd, _ = hamming_matrix(codes[i0:i0 + block], codes[i0:], max_shift)
-        a, b = np.nonzero(np.ones(hd.shape, bool))
-        a, b = a + i0, b + i0
-        up = (b > a) & np.isfinite(hd.ravel())
-        a, b, v = a[up], b[up], hd.ravel()[up]
-        same = labels[a] == labels[b]
-        gen.append(v[same]), gen_ab.append(np.stack([a[same], b[same]], 1)), imp.append(v[~same])
-        np.minimum.at(id_min, (labels[a[~same]], labels[b[~same]]), v[~same])
+    n = len(codes)
+    with _bar(n * (n - 1) // 2, "matching identity images", progress, "pair") as bar:
+        for i0 in range(0, n, block):
+            hd, _ = hamming_matrix(codes[i0:i0 + block], codes[i0:], max_shift)
+            a, b = np.nonzero(np.ones(hd.shape, bool))
+            a, b = a + i0, b + i0
+            up = b > a
+            bar.update(int(up.sum()))
+            up &= np.isfinite(hd.ravel())
+            a, b, v = a[up], b[up], hd.ravel()[up]
+            same = labels[a] == labels[b]
+            gen.append(v[same]), gen_ab.append(np.stack([a[same], b[same]], 1)), imp.append(v[~same])
+            np.minimum.at(id_min, (labels[a[~same]], labels[b[~same]]), v[~same])
     id_min = np.minimum(id_min, id_min.T)
     return np.concatenate(gen), np.concatenate(gen_ab), np.concatenate(imp), np.where(np.isinf(id_min), np.nan, id_min)
 
@@ -104,65 +180,181 @@ def _uniqueness(id_min: np.ndarray, names: list[str], threshold: float, listed: 
             "pairs": [{"a": names[iu[0][c]], "b": names[iu[1][c]], "hd": float(v[c])} for c in close[:listed]]}
 
 
-def training_images(training, folder: Path, n: int = 512):
-    """(description, [grey images in [0, 1]]) to check leakage against, or (None, None): `training` is a folder of
-    images, a run folder or manifest name (its training data, first n images), "none", or None = the UNet named in
-    the dataset's settings.json (irislib.dataset writes it), if any."""
+def training_images(training, folder: Path, n: int = 512, size: int = 128, progress: bool = False):
+    """(what, why, images): the training irises leakage is checked against (grey, in [0, 1]), what they are (the
+    source named as the user gave it) and why these; (None, why, None) when none. `training` is the user's: a
+    folder of images, a run folder (its training data), a manifest name or synthetic:N (made at `size` px), "none",
+    or None: then only a manifest name in the dataset's settings.json is used (_from_settings)."""
     if training is None:
-        settings = folder / "settings.json"
-        training = json.loads(settings.read_text()).get("unet") if settings.is_file() else None
-    if training is None or str(training).lower() == "none":
-        return None, None
-    path = Path(training)
+        return _from_settings(folder, n)
+    given = str(training)
+    if given.lower() == "none":
+        return None, "--training none", None
+    from ..data import parse_synthetic
+    if parse_synthetic(given, "--training") is not None:
+        from ..config import DataConfig
+        images = _synthetic(DataConfig(path=given, image_size=size, channels=1), n)
+        return f"the first {len(images)} of {given} (irislib's procedural irises, {size} px)", "given with " \
+            "--training", images
+    path = Path(given).expanduser()
     if path.is_dir() and not (path / "config.json").exists():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())[:n]
-        if not files:
-            raise FileNotFoundError(f"--training {training}: no images there")
-        return f"{len(files)} images of {training}", [_load(p.parent, [p.name])[0] for p in files]
-    from ..checkpoint import load_run
-    from ..generate.loading import resolve_run
+        return _from_folder(path, given, n, progress)
+    if path.is_dir():
+        from ..checkpoint import load_run
+        from .report import training_images as from_run
+        exp, _ = load_run(path)
+        images = list(from_run(exp, n))
+        return f"the first {len(images)} training images of {given} ({exp.data.path})", "given with --training", \
+            images
+    entry = _manifest_entry(given)
+    if entry is None:
+        raise ConfigError(f"--training {given}: not a folder of images, a run folder, synthetic:N or a name in "
+                          "checkpoints_manifest.json (irislib fetch --list)")
+    data, images = _from_manifest(entry, n)
+    if images is None:
+        raise ConfigError(f"--training {given}: checkpoints_manifest.json records its training data as {data}, "
+                          "not synthetic:N; pass those images as --training FOLDER")
+    return f"the first {len(images)} training images of {given} ({data})", "given with --training", images
+
+
+def _from_folder(path: Path, given: str, n: int, progress: bool):
+    """The first n images under a --training folder (by path), unreadable ones left out with a warning."""
+    files = sorted(p.relative_to(path).as_posix() for p in path.rglob("*")
+                   if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())[:n]
+    _, images, bad = _load(path, files, "reading training images", progress)
+    if not images:
+        raise ConfigError(f"--training {given}: no readable images there (a folder of training images, a run "
+                          "folder, a manifest name or synthetic:N)")
+    return f"{len(images)} images of {given}" + (f" ({len(bad)} unreadable left out)" if bad else ""), \
+        "given with --training", images
+
+
+def _from_settings(folder: Path, n: int):
+    """The default: the UNet settings.json names, only as a checkpoints_manifest.json name whose training data is
+    synthetic:N. A shared set's settings.json is not the user's word: a run folder or data path it names is never
+    opened (a hidden run's config.json could point at anyone's photos)."""
+    try:
+        unet = json.loads((folder / "settings.json").read_text()).get("unet")
+    except FileNotFoundError:
+        return None, "no --training given, and no settings.json naming a shipped UNet", None
+    except (OSError, ValueError, AttributeError):
+        return None, "no --training given, and settings.json is not readable JSON", None
+    name = _shipped_name(unet) if isinstance(unet, str) else None
+    if name is None:
+        return None, (f"settings.json names the UNet {repr(unet)[:80]}, which is not in checkpoints_manifest.json; a "
+                      "run folder a dataset names is not opened (give it with --training if it is yours)"), None
+    data, images = _from_manifest(_manifest_entry(name), n)
+    if images is None:
+        return None, (f"settings.json names {name}, whose training data ({data}) is not synthetic:N; give those "
+                      "images with --training FOLDER"), None
+    how = "" if unet == name else " (its folder in irislib's cache)"
+    return f"the first {len(images)} training images of {name} ({data})", (
+        f"settings.json names {name}{how}, which checkpoints_manifest.json records as trained on {data}"), images
+
+
+def _manifest_entry(name: str) -> dict | None:
+    from .. import hub
+    return next((e for e in hub.load_manifest() if e["name"] == name and "config" in e), None)
+
+
+def _shipped_name(ref: str) -> str | None:
+    """The manifest name `ref` stands for: the name itself, or the folder hub.fetch_run puts it in (irislib's cache:
+    notebooks record that path), compared as strings; the folder is not opened."""
+    from .. import hub
+    names = [e["name"] for e in hub.load_manifest() if "config" in e]
+    if ref in names:
+        return ref
+    cache, here = hub.default_cache_dir(), os.path.abspath(os.path.expanduser(ref))
+    return next((k for k in names if here in (os.path.abspath(cache / k / "run"), os.path.abspath(cache / k))), None)
+
+
+def _from_manifest(entry: dict, n: int):
+    """(data.path, its first n images) of a manifest entry's training data, made from the config the entry records
+    (nothing fetched, no file read); (data.path, None) when that is not synthetic:N."""
+    from ..config import Experiment
+    from ..data import parse_synthetic
+    data = Experiment.from_dict(entry["config"], entry["_manifest"]).data
+    if parse_synthetic(data.path, f"{entry['_manifest']} data.path") is None:
+        return data.path, None
+    return data.path, _synthetic(data, n)
+
+
+def _synthetic(data, n: int) -> list:
+    """The first n images of a synthetic:N DataConfig, grey in [0, 1] (as report.training_images)."""
     from .report import training_images as from_run
-    exp, _ = load_run(resolve_run(training))
-    images = from_run(exp, n)
-    return f"the first {len(images)} training images of {training} ({exp.data.path})", list(images)
+    from ..config import Experiment
+    return list(from_run(Experiment(data=data), n))
 
 
-def _leakage(codes, labels, names, training, threshold, spec) -> dict:
+def _leakage(codes, labels, names, training, threshold, spec, progress: bool = False, block: int = 256) -> dict:
     """Each identity's closest training iris over its captures; identities closer than the threshold are
     possibly memorised training eyes."""
-    what, images = training
-    tcodes, tfound = encode_images(images, spec)
-    leak = leakage(codes, tcodes, threshold, spec.max_shift)
+    what, why, images = training
+    tcodes, tfound, _ = _encode(images, spec, "encoding training images", progress)
+    nearest = []
+    with _bar(len(codes), "matching against training", progress) as bar:
+        for i0 in range(0, len(codes), block):
+            nearest.append(leakage(codes[i0:i0 + block], tcodes, threshold, spec.max_shift)["nearest_hd"])
+            bar.update(len(nearest[-1]))
+    nearest = np.concatenate(nearest)
     near = np.full(len(names), np.inf)
-    np.fmin.at(near, labels, np.where(np.isfinite(leak["nearest_hd"]), leak["nearest_hd"], np.inf))
+    np.fmin.at(near, labels, np.where(np.isfinite(nearest), nearest, np.inf))
     near = np.where(np.isinf(near), np.nan, near)
     order = np.argsort(np.where(np.isfinite(near), near, np.inf))
     flagged = [{"identity": names[k], "hd": float(near[k])} for k in order if near[k] < threshold]
-    return {"training": what, "training_images": len(images), "training_encoded_share": float(tfound.mean()),
-            "nearest_per_identity": hd_stats(near), "closest": None if not np.isfinite(near).any() else
+    return {"training": what, "why": why, "training_images": len(images),
+            "training_encoded_share": float(tfound.mean()), "nearest_per_identity": hd_stats(near),
+            "closest": None if not np.isfinite(near).any() else
             {"identity": names[order[0]], "hd": float(near[order[0]])},
             "identities_flagged": len(flagged), "flagged": flagged[:50]}
 
 
 def verify_dataset(folder, out=None, *, threshold: float = 0.34, spec: IrisCodeSpec = IrisCodeSpec(),
-                   figures: bool = True, training=None, n_training: int = 512) -> dict:
+                   figures: bool = True, training=None, n_training: int = 512, progress: bool = True) -> dict:
     """Genuine / impostor statistics of a folder-per-identity iris set (<folder>/<identity>/<image>); writes
-    verify.md, verify.json and figures into `out` (default: the folder itself) and returns the report dict.
-    `training` (see training_images): what leakage is checked against; by default the training data of the
-    dataset's UNet when settings.json names one, else no leakage check."""
+    verify.md, verify.json and figures into `out` (default: the folder itself) and returns the report dict (with
+    "captions": {figure file: what to look for}). `training` (see training_images): what leakage is checked
+    against; by default a shipped UNet named in the dataset's settings.json, else no leakage check. Images that do
+    not decode are left out with a warning and listed ("unreadable"); progress: tqdm bars on stderr."""
     folder = Path(folder)
     out = Path(out) if out is not None else folder
-    files = _files(folder)
+    files, reports = _files(folder, out)
+    files, images, unreadable = _load(folder, files, "reading identity images", progress)
+    if not files:
+        raise FileNotFoundError(f"no readable images in per-identity folders under {folder}")
+    if len({a.shape for a in images}) > 1:
+        raise ValueError(f"images under {folder} have different sizes; resize them to one size")
     labels = subject_labels(files)
-    images = _load(folder, files)
-    bnds = [fit_boundaries(im) for im in images]
-    codes, found = encode_images(images, spec, boundaries=bnds)
+    train = training_images(training, folder, n_training, size=images[0].shape[0], progress=progress)  # fail early
+    codes, found, bnds = _encode(images, spec, "encoding identity images", progress)
     ratio = np.array([b.pupil_radius / b.iris_r if b is not None else np.nan for b in bnds])
-    gen, gen_ab, imp, id_min = _pairs(codes, labels, spec.max_shift)
+    gen, gen_ab, imp, id_min = _pairs(codes, labels, spec.max_shift, progress)
     names = list(dict.fromkeys(Path(f).parts[0] for f in files))
     g, i = hd_stats(gen), hd_stats(imp)
     rates = error_rates(gen, imp)
     ddil = np.abs(ratio[gen_ab[:, 0]] - ratio[gen_ab[:, 1]]) if len(gen_ab) else np.zeros(0)
+    rep = {"folder": str(folder), "images": len(files), "identities": int(labels.max() + 1),
+           "encoded_share": float(found.mean()), "unencoded": [files[k] for k in np.flatnonzero(~found)][:50],
+           "unreadable": unreadable[:50], "unreadable_count": len(unreadable), "left_out_folders": reports,
+           "threshold": threshold, "max_shift": spec.max_shift, "genuine": g, "impostor": i,
+           "d_prime": d_prime(g, i) if g["n"] and i["n"] else float("nan"),
+           "fnmr_at_threshold": float(np.mean(gen > threshold)) if len(gen) else float("nan"),
+           "fmr_at_threshold": float(np.mean(imp <= threshold)) if len(imp) else float("nan"),
+           **{k: v for k, v in rates.items() if k not in ("thresholds", "fmr", "fnmr")},
+           **_by_dilation(ddil, gen), "uniqueness": _uniqueness(id_min, names, threshold)}
+    rep["leakage_why"] = train[1]
+    rep["leakage"] = None if train[0] is None else _leakage(codes, labels, names, train, threshold, spec, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    if figures:
+        rep["figures"] = _figures(out, gen, imp, rates, ddil, threshold)
+        rep["captions"] = {Path(p).name: CAPTIONS[Path(p).name] for p in rep["figures"].values()}
+    (out / "verify.json").write_text(json.dumps(json_safe(rep), indent=1, allow_nan=False) + "\n")
+    (out / "verify.md").write_text(markdown(rep))
+    return rep
+
+
+def _by_dilation(ddil, gen) -> dict:
+    """Mean genuine HD per band of dilation difference, and the fitted slope of genuine HD per unit difference."""
     bins = np.array([0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5])
     by_dil = []
     for lo, hi in zip(bins[:-1], bins[1:]):
@@ -170,24 +362,7 @@ def verify_dataset(folder, out=None, *, threshold: float = 0.34, spec: IrisCodeS
         if sel.any():
             by_dil.append({"from": float(lo), "to": float(hi), "n": int(sel.sum()), "mean_hd": float(gen[sel].mean())})
     slope = float(np.polyfit(ddil, gen, 1)[0]) if len(gen) > 2 and np.ptp(ddil) > 0 else float("nan")
-    n_ids = int(labels.max() + 1)
-    rep = {"folder": str(folder), "images": len(files), "identities": n_ids, "encoded_share": float(found.mean()),
-           "unencoded": [files[k] for k in np.flatnonzero(~found)][:50], "threshold": threshold,
-           "max_shift": spec.max_shift, "genuine": g, "impostor": i,
-           "d_prime": d_prime(g, i) if g["n"] and i["n"] else float("nan"),
-           "fnmr_at_threshold": float(np.mean(gen > threshold)) if len(gen) else float("nan"),
-           "fmr_at_threshold": float(np.mean(imp <= threshold)) if len(imp) else float("nan"),
-           **{k: v for k, v in rates.items() if k not in ("thresholds", "fmr", "fnmr")},
-           "genuine_hd_by_dilation_difference": by_dil, "genuine_hd_per_unit_dilation_difference": slope,
-           "uniqueness": _uniqueness(id_min, names, threshold)}
-    train = training_images(training, folder, n_training)
-    rep["leakage"] = None if train[0] is None else _leakage(codes, labels, names, train, threshold, spec)
-    out.mkdir(parents=True, exist_ok=True)
-    if figures:
-        rep["figures"] = _figures(out, gen, imp, rates, ddil, threshold)
-    (out / "verify.json").write_text(json.dumps(json_safe(rep), indent=1, allow_nan=False) + "\n")
-    (out / "verify.md").write_text(markdown(rep))
-    return rep
+    return {"genuine_hd_by_dilation_difference": by_dil, "genuine_hd_per_unit_dilation_difference": slope}
 
 
 def markdown(rep: dict) -> str:
@@ -205,7 +380,8 @@ def markdown(rep: dict) -> str:
              f"| {f(rep['d_prime'], 2)} | {f(100 * rep['eer'], 2)} % | {f(100 * rep['fnmr_at_fmr_1e-3'], 2)} % | "
              f"{f(100 * rep['fnmr_at_fmr_1e-4'], 2)} % | {f(100 * rep['fnmr_at_threshold'], 2)} % / "
              f"{f(100 * rep['fmr_at_threshold'], 3)} % |", "",
-             "FMR 1e-4 needs at least 10,000 impostor pairs to be measured; with fewer it is the zero-FMR point.", "",
+             "FMR 1e-4 needs at least 10,000 impostor pairs to be measured; with fewer it is the zero-FMR point. "
+             "The EER is FVC2000's: the mean of FMR and FNMR at the threshold where they cross.", "",
              "Genuine HD by pupil-dilation difference |ratio_a - ratio_b| (measured pupil/iris ratios):", "",
              "| difference | pairs | mean genuine HD |", "|---|---|---|"]
     lines += [f"| {b['from']:.2f}-{b['to']:.2f} | {b['n']} | {f(b['mean_hd'])} |"
@@ -213,10 +389,15 @@ def markdown(rep: dict) -> str:
     lines += ["", f"Slope of genuine HD per unit dilation difference: "
               f"{f(rep['genuine_hd_per_unit_dilation_difference'], 3)}.", ""]
     lines += _identity_lines(rep, f)
-    if rep.get("figures"):
-        lines += [f"![{k}]({Path(v).name})" for k, v in rep["figures"].items()] + [""]
+    for k, v in (rep.get("figures") or {}).items():
+        name = Path(v).name
+        lines += [f"![{k}]({name})", "", f"*{name}: {rep.get('captions', CAPTIONS).get(name, '')}*", ""]
     if rep["unencoded"]:
         lines += ["Not encoded (no pupil or limbus found): " + ", ".join(rep["unencoded"]), ""]
+    if rep.get("unreadable_count"):
+        lines += [f"Unreadable, left out ({rep['unreadable_count']}): " + ", ".join(rep["unreadable"]), ""]
+    if rep.get("left_out_folders"):
+        lines += ["Report folders left out (not identities): " + ", ".join(rep["left_out_folders"]), ""]
     return "\n".join(lines)
 
 
@@ -231,49 +412,21 @@ def _identity_lines(rep: dict, f) -> list[str]:
              "## Leakage against training images", ""]
     leak = rep.get("leakage")
     if leak is None:
-        return lines + ["Not checked: no training images given (`--training FOLDER|RUN`), and no settings.json "
-                        "naming the generating UNet.", ""]
+        return lines + [f"Not checked: {rep.get('leakage_why', 'no training images given')}. Give them with "
+                        "`--training FOLDER|RUN|NAME|synthetic:N`.", ""]
     n = leak["nearest_per_identity"]
-    return lines + [f"Against {leak['training']} ({f(100 * leak['training_encoded_share'], 1)} % encoded): each "
-                    f"identity's closest training iris over its captures has HD mean {f(n['mean'])} (sd "
+    why = f" Why these: {leak['why']}." if leak.get("why") else ""
+    return lines + [f"Against {leak['training']} ({f(100 * leak['training_encoded_share'], 1)} % encoded).{why} "
+                    f"Each identity's closest training iris over its captures has HD mean {f(n['mean'])} (sd "
                     f"{f(n['sd'])}); the closest is {leak['closest']['identity'] if leak['closest'] else 'n/a'} at "
                     f"{f(leak['closest']['hd']) if leak['closest'] else 'n/a'}; identities closer than HD {t:g} "
                     f"(possibly memorised training eyes): {leak['identities_flagged']}.", ""]
 
 
 def _figures(out: Path, gen, imp, rates, ddil, threshold) -> dict:
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    from ..biometrics.figures import hd_histogram_figure
-    figs = {"hd_histograms": str(hd_histogram_figure(
+    from ..biometrics.figures import det_figure, dilation_figure, hd_histogram_figure
+    return {"hd_histograms": str(hd_histogram_figure(
         {"genuine": np.histogram(gen, BIN_EDGES)[0], "impostor": np.histogram(imp, BIN_EDGES)[0]}, threshold,
-        out / "hd_histograms.png", "Genuine and impostor Hamming distances"))}
-    fig, ax = plt.subplots(figsize=(4.8, 4.0))
-    if len(rates["fmr"]):
-        fmr, fnmr = np.maximum(rates["fmr"], 1e-6), np.maximum(rates["fnmr"], 1e-6)
-        ax.loglog(fmr, fnmr, drawstyle="steps-post")
-        ax.plot([rates["eer"]] * 2, [rates["eer"]] * 2, "o", label=f"EER {100 * rates['eer']:.2f} %")
-        ax.legend(fontsize=8)
-    ax.set(xlabel="FMR", ylabel="FNMR", title="DET curve", xlim=(1e-6, 1), ylim=(1e-6, 1))
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "det.png", dpi=120)
-    plt.close(fig)
-    figs["det"] = str(out / "det.png")
-    fig, ax = plt.subplots(figsize=(4.8, 3.6))
-    ax.scatter(ddil, gen, s=6, alpha=0.4, label="genuine pairs")
-    edges = np.arange(0, max(float(ddil.max(initial=0)), 0.05) + 0.05, 0.05)
-    idx = np.digitize(ddil, edges) - 1
-    means = [(edges[k] + 0.025, gen[idx == k].mean()) for k in range(len(edges) - 1) if (idx == k).sum() >= 5]
-    if means:
-        ax.plot(*zip(*means), "o-", color="C3", label="mean per 0.05 bin")
-        ax.legend(fontsize=8, loc="upper left")
-    ax.axhline(threshold, color="k", ls="--", lw=1)
-    ax.set(xlabel="pupil dilation difference |ratio a - ratio b|", ylabel="genuine HD",
-           title="Genuine HD vs dilation difference")
-    fig.tight_layout()
-    fig.savefig(out / "hd_vs_dilation.png", dpi=120)
-    plt.close(fig)
-    figs["hd_vs_dilation"] = str(out / "hd_vs_dilation.png")
-    return figs
+        out / "hd_histograms.png", "Genuine and impostor Hamming distances")),
+        "det": str(det_figure(rates["fmr"], rates["fnmr"], rates["eer"], out / "det.png")),
+        "hd_vs_dilation": str(dilation_figure(ddil, gen, threshold, out / "hd_vs_dilation.png"))}

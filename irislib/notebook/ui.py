@@ -571,14 +571,14 @@ def show_report(out_dir: str | Path) -> None:
             _display(Image.open(out / name))
 
 
-def ensure_verified(folder: str | Path, verify: bool = True, n_training: int = 512) -> Path:
-    """The dataset folder, its verification report (irislib.verify_dataset) written first when `verify` and it has
-    none yet: a re-run of 05_synthetic_dataset keeps a finished report instead of matching every pair again."""
+def ensure_verified(folder: str | Path, verify: bool = True, n_training: int = 512, training=None) -> None:
+    """The dataset folder's verification report (irislib.verify_dataset), written when `verify` and it has
+    none yet (nothing is returned: a notebook cell shows no result): a re-run of 05_synthetic_dataset keeps a finished report instead of matching every pair again.
+    `training`: the UNet run or manifest name the user chose, whose training images leakage is checked against."""
     folder = Path(folder)
     if verify and not (folder / "verify.json").exists():
         from ..evaluation.verify import verify_dataset
-        verify_dataset(folder, n_training=n_training)
-    return folder
+        verify_dataset(folder, n_training=n_training, training=training)
 
 
 def show_dataset(folder: str | Path, identities: int = 8, captures: int = 8) -> None:
