@@ -303,11 +303,15 @@ def _add_dataset_commands(sub) -> None:
     p.set_defaults(func=cmd_dataset)
 
     p = sub.add_parser("verify-dataset", help="genuine/impostor HDs, d', EER, FNMR at FMR 1e-3 / 1e-4, DET curve "
-                       "of a folder-per-identity iris set (<folder>/<identity>/<image>)")
-    p.add_argument("folder", help="the dataset: one folder of images per identity")
+                       "of a folder-per-eye iris set (<folder>/<eye>/<image> or <folder>/<subject>/<L|R>/<image>)")
+    p.add_argument("folder", help="the dataset: one folder of images per eye (each folder holding images is one "
+                   "identity, named by its path: 1001/L and 1001/R are two)")
     p.add_argument("--out", help="report folder (default: the dataset folder)")
-    p.add_argument("--threshold", type=float, default=0.34, help="HD at which FNMR and FMR are also reported, and "
-                   "below which two identities, or an identity and a training iris, count as the same eye")
+    p.add_argument("--threshold", type=float, default=0.34, help="copy threshold: HD below which two identities, "
+                   "or an identity and a training iris, count as the same eye (its FNMR and FMR are also reported; "
+                   "verification uses the FMR 1e-3 / 1e-4 thresholds of the impostor HDs)")
+    p.add_argument("--min-images", type=int, default=2, help="identities with fewer readable images are left out "
+                   "and listed (one image has no genuine pair)")
     p.add_argument("--training", help="leakage check against: a folder of training images, a run folder or "
                    "manifest name (its training data), synthetic:N, or none (default: only a manifest name in the "
                    "dataset's settings.json with synthetic training data; a run folder it names is not opened)")
@@ -331,10 +335,11 @@ def cmd_dataset(args) -> None:
 def cmd_verify_dataset(args) -> None:
     from .evaluation.verify import verify_dataset
     rep = verify_dataset(args.folder, args.out, threshold=args.threshold, training=args.training,
-                         n_training=args.n_training, progress=not args.quiet)
-    print(f"{rep['images']} images, {rep['identities']} identities: genuine HD {rep['genuine']['mean']:.3f}, "
-          f"impostor {rep['impostor']['mean']:.3f}, d' {rep['d_prime']:.2f}, EER {100 * rep['eer']:.2f} %, "
-          f"FNMR {100 * rep['fnmr_at_fmr_1e-3']:.2f} % at FMR 1e-3; closest identities HD "
+                         n_training=args.n_training, min_images=args.min_images, progress=not args.quiet)
+    print(f"{rep['images']} images, {rep['identities']} identities of {rep['subjects']} subjects: genuine HD "
+          f"{rep['genuine']['mean']:.3f}, impostor {rep['impostor']['mean']:.3f}, d' {rep['d_prime']:.2f}, EER "
+          f"{100 * rep['eer']:.2f} %, FNMR {100 * rep['fnmr_at_fmr_1e-3']:.2f} % at FMR 1e-3 (HD <= "
+          f"{rep['threshold_at_fmr_1e-3']:.3f}); closest identities HD "
           f"{_hd(rep['uniqueness']['closest'])}, closest training iris HD "
           f"{_hd((rep['leakage'] or {}).get('closest'))}; report in {args.out or args.folder}/verify.md")
 

@@ -9,25 +9,33 @@ import numpy as np
 from .identity import BIN_EDGES
 
 
-def hd_histogram_figure(histograms: dict, threshold: float, path, title: str = "Iris-code Hamming distances"):
-    """Density step histograms {label: counts over identity.BIN_EDGES} with the threshold as a dashed line."""
-    import matplotlib
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+def hd_histogram_plot(histograms: dict, threshold: float, title: str = "Iris-code Hamming distances", *,
+                      label: str = "threshold", marks: dict | None = None):
+    """Density step histograms {name: counts over identity.BIN_EDGES} with the threshold as a dashed line
+    (labelled `label`) and any `marks` {label: HD} as solid ones (non-finite ones are not drawn), as a matplotlib
+    Figure."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6.4, 3.6))
+    ax = fig.subplots()
     centres, width = (BIN_EDGES[:-1] + BIN_EDGES[1:]) / 2, BIN_EDGES[1] - BIN_EDGES[0]
-    for label, counts in histograms.items():
+    for name, counts in histograms.items():
         counts = np.asarray(counts, float)
         if counts.sum() > 0:
-            ax.step(centres, counts / (counts.sum() * width), where="mid", label=f"{label} (n={int(counts.sum())})")
-    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:g}")
+            ax.step(centres, counts / (counts.sum() * width), where="mid", label=f"{name} (n={int(counts.sum())})")
+    ax.axvline(threshold, color="k", ls="--", lw=1, label=f"{label} {threshold:g}")
+    for k, (name, hd) in enumerate((marks or {}).items()):
+        if np.isfinite(hd):
+            ax.axvline(hd, color=f"C{k + 2}", lw=1.2, label=f"{name} {hd:.3f}")
     ax.set(xlim=(0, 0.7), xlabel="fractional Hamming distance (best rotation)", ylabel="density", title=title)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return fig
+
+
+def hd_histogram_figure(histograms: dict, threshold: float, path, title: str = "Iris-code Hamming distances", *,
+                        label: str = "threshold", marks: dict | None = None) -> Path:
+    """hd_histogram_plot saved as a PNG at path."""
+    return _save(hd_histogram_plot(histograms, threshold, title, label=label, marks=marks), path)
 
 
 def pairs_figure(left01, right01, pairs: list[tuple[int, int, float]], path, labels=("generated", "training"),
@@ -89,9 +97,9 @@ def det_figure(fmr, fnmr, eer: float, path) -> Path:
     return _save(det_plot(fmr, fnmr, eer), path)
 
 
-def dilation_plot(ddil, genuine, threshold: float):
+def dilation_plot(ddil, genuine, threshold: float, label: str = "match threshold"):
     """Genuine HD against the pupil-dilation difference of each pair, the mean per 0.05 bin (5+ pairs) and the
-    match threshold (dashed), as a matplotlib Figure."""
+    match threshold (dashed, labelled `label`; not drawn when not finite), as a matplotlib Figure."""
     from matplotlib.figure import Figure
     ddil, genuine = np.asarray(ddil, float), np.asarray(genuine, float)
     fig = Figure(figsize=(4.8, 3.6))
@@ -102,7 +110,8 @@ def dilation_plot(ddil, genuine, threshold: float):
     means = [(edges[k] + 0.025, genuine[idx == k].mean()) for k in range(len(edges) - 1) if (idx == k).sum() >= 5]
     if means:
         ax.plot(*zip(*means), "o-", color="C3", label="mean per 0.05 bin")
-    ax.axhline(threshold, color="k", ls="--", lw=1, label=f"match threshold HD {threshold:g}")
+    if np.isfinite(threshold):
+        ax.axhline(threshold, color="k", ls="--", lw=1, label=f"{label} HD {threshold:.3g}")
     ax.legend(fontsize=8, loc="upper left")
     ax.set(xlabel="pupil dilation difference |ratio a - ratio b|", ylabel="genuine HD",
            title="Genuine HD vs dilation difference")
@@ -110,6 +119,6 @@ def dilation_plot(ddil, genuine, threshold: float):
     return fig
 
 
-def dilation_figure(ddil, genuine, threshold: float, path) -> Path:
+def dilation_figure(ddil, genuine, threshold: float, path, label: str = "match threshold") -> Path:
     """dilation_plot saved as a PNG at path."""
-    return _save(dilation_plot(ddil, genuine, threshold), path)
+    return _save(dilation_plot(ddil, genuine, threshold, label), path)
