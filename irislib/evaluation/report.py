@@ -509,7 +509,7 @@ def demo(out: str | Path = "demo_out", quick: bool = False) -> Path:
         train_diffusion(base.override({"train.max_steps": total}), out / "train" / "unet_run", resume="auto",
                         progress=not quick)
     _say(True, f"demo 2/3: {n} hybrid samples from the shipped 128 px pair -> {out / 'samples'}")
-    sample(SHIPPED["unet"], SHIPPED["vae"], out=out / "samples", n=n, strength=0.5, steps=calls)
+    sample(SHIPPED["unet"], SHIPPED["vae"], out=out / "samples", n=n, strength=0.5, steps=calls, progress=not quick)
     full = (SHIPPED_REPORT / "report.json").is_file()
     _say(True, "demo 3/3: the comparison report (VAE drafts, vanilla and hybrid at equal calls"
          + (f"; vanilla at its full chain read from {SHIPPED_REPORT})" if full else ")"))

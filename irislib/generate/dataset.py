@@ -16,14 +16,15 @@ little with the identity's seed and denoises it.
 Dilation bends the tissue off the rubber sheet (CaptureVariation.dilation_bend): a pure rubber-sheet change is undone
 by the matcher's own normalisation, so genuine HD stayed flat in the dilation difference (128 px, 24 x 4: 0.169 at
 < 0.05, 0.166 at 0.15-0.20), unlike real eyes; with the default bend it rises 0.172 -> 0.225 over 0-0.15, and on the
-shipped 200 x 8 set 0.177 -> 0.290 over 0-0.30 (genuine 0.190, impostor 0.469, d' 8.06; docs/dataset128).
+shipped 200 x 8 set 0.177 -> 0.278 over 0-0.30 (genuine 0.196, impostor 0.469, d' 7.70; docs/dataset128).
 What the matcher said at 64 px (iris64 pair, 10 identities x 4 captures, identity drawn with 10 steps; genuine /
 impostor HD mean +- sd, d'): these defaults 0.196 +- 0.036 / 0.462 +- 0.012, d' 10.0, no genuine pair above HD 0.34;
 uniform dilation +-0.15 with defocus <= 0.8 px, motion <= 1.5 px, lid opening >= 0.65: 0.276 / 0.460, d' 3.7 (blur
 and uniform dilation cost most: without blur d' 5.6, without dilation 5.9); the default with a diffusion pass at
 refine_strength 0.1 (2 steps, identity's seed): 0.344 / 0.465, d' 3.6: even that little noise redraws the fine
-texture the code reads at 64 px, so the pass is off by default. All these figures predate two changes: glint
-removal no longer paints the iris ring next to the pupil dark, and capture seeds are hashes (other captures).
+texture the code reads at 64 px, so the pass is off by default. These figures, except the shipped 200 x 8 set's,
+predate two changes: glint removal no longer paints the iris ring next to the pupil dark, and capture seeds are
+hashes (other captures).
 
 Layout: <out>/0001/0001_01.png ... (identities and captures from 1), metadata.csv (one row per capture: seeds,
 pupil and iris boundaries, ratio, rotation, shift, blur, noise, eyelid opening, glints; lengths in the images' px)
