@@ -8,7 +8,8 @@ The annotated frames are a seeded random choice (SEED), spread over eyes: casia1
 casia_interval one frame of each of the 40 eyes plus a second frame of 12 of them; mmu2 40 eyes of 40 different
 subjects plus 8 eyes behind glasses and 8 off-centre eyes picked by looking at every MMU2 frame (MMU2_GLASSES,
 MMU2_OFF_CENTRE; the frame of each such eye is again the seeded random choice). `python select_frames.py` prints
-the list; the annotation CSVs in docs/real_data/ hold the same frames.
+the list; the annotation CSVs in docs/real_data/ hold the same frames and are the record (a copy with other frame
+counts per eye draws other frames).
 
 Only numbers and file names derived from the data go in the repository: never images, crops or overlays.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 SETS = ("casia1", "casia_interval", "mmu2")
-EXT = {"casia1": ".jpg", "casia_interval": ".jpg", "mmu2": ".bmp"}
+IMAGE_EXTS = {".jpg", ".jpeg", ".bmp", ".png", ".tif", ".tiff"}
 SEED = 20240617
 N_CASIA1 = 52
 N_INTERVAL_SECOND = 12
@@ -39,7 +40,7 @@ def eyes(root: Path, name: str) -> dict[str, list[str]]:
     base = Path(root).expanduser() / name
     out = {}
     for d in sorted(p for p in base.iterdir() if p.is_dir()):
-        files = sorted(f.relative_to(base).as_posix() for f in d.iterdir() if f.suffix.lower() == EXT[name])
+        files = sorted(f.relative_to(base).as_posix() for f in d.iterdir() if f.suffix.lower() in IMAGE_EXTS)
         if files:
             out[d.name] = files
     return out
@@ -77,6 +78,20 @@ def select(root: Path, name: str) -> list[tuple[str, str]]:
         for eye in MMU2_OFF_CENTRE:
             out += [(f, "off-centre") for f in pick(eye)]
     return out
+
+
+def frame_path(root: Path, name: str, rel: str) -> Path:
+    """The file of an annotated frame: ROOT/<set>/<rel>, or the same name with another image extension (a copy
+    from the data owner may hold .bmp where the annotations name .jpg, or the reverse)."""
+    p = Path(root).expanduser() / name / rel
+    if p.exists():
+        return p
+    for ext in (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".BMP", ".JPG"):
+        q = p.with_suffix(ext)
+        if q.exists():
+            return q
+    raise FileNotFoundError(f"{p} (nor the same name with another image extension): see docs/real_data.md for the "
+                            "folder layout")
 
 
 def load_grey(path: Path) -> np.ndarray:

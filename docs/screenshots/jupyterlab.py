@@ -85,6 +85,8 @@ def panel(page, box: str, value: str, path: Path) -> None:
 
 def dataset_views(page) -> None:
     """05's identities x captures grid at its own size, then the rendered verification report with its captions."""
+    page.set_viewport_size({"width": 1400, "height": 3600})   # the whole report in view: JupyterLab greys out
+    page.wait_for_timeout(2000)                                # what lies below the window
     cell = page.locator(".jp-Cell", has_text="ui.show_dataset").first
     cell.scroll_into_view_if_needed()
     cell.locator(".jp-OutputArea-output img").first.screenshot(path=str(OUT / "lab_05_grid.png"))
