@@ -36,12 +36,14 @@ from ..jsonsafe import json_safe
 log = logging.getLogger(__name__)
 
 # One line per figure on what to look for: below each figure in verify.md, and in the result's "captions".
+# Why leakage used the images the user named: the CLI's --training, training= in Python and the notebook.
+GIVEN = "given as the training data to check against (--training, or training= in Python and the notebook)"
 CAPTIONS = {
     "hd_histograms.png": "Genuine (same eye) and impostor (different eyes) HDs: look for two separate humps, genuine "
                          "left of the solid FMR 1e-3 threshold and impostor right of it; their overlap is the error. "
                          "The dashed line is the copy threshold (near-duplicates, leakage).",
     "det.png": "Missed matches (FNMR) against false matches (FMR) over all thresholds: lower left is better; the dot "
-               "is the EER, where the two rates are equal.",
+               "is the EER, where the two rates are equal (with no error at any threshold the axes say so instead).",
     "hd_vs_dilation.png": "Genuine HD against the pupil-dilation difference of each pair: on real eyes it rises with "
                           "the difference; points above the dashed FMR 1e-3 threshold are missed matches.",
 }
@@ -241,8 +243,7 @@ def training_images(training, folder: Path, n: int = 512, size: int = 128, progr
     if parse_synthetic(given, "--training") is not None:
         from ..config import DataConfig
         images = _synthetic(DataConfig(path=given, image_size=size, channels=1), n)
-        return f"the first {len(images)} of {given} (irislib's procedural irises, {size} px)", "given with " \
-            "--training", images
+        return f"the first {len(images)} of {given} (irislib's procedural irises, {size} px)", GIVEN, images
     path = Path(given).expanduser()
     if path.is_dir() and not (path / "config.json").exists():
         return _from_folder(path, given, n, progress)
@@ -251,7 +252,7 @@ def training_images(training, folder: Path, n: int = 512, size: int = 128, progr
         from .report import training_images as from_run
         exp, _ = load_run(path)
         images = list(from_run(exp, n))
-        return f"the first {len(images)} training images of {given} ({exp.data.path})", "given with --training", \
+        return f"the first {len(images)} training images of {given} ({exp.data.path})", GIVEN, \
             images
     entry = _manifest_entry(given)
     if entry is None:
@@ -261,7 +262,7 @@ def training_images(training, folder: Path, n: int = 512, size: int = 128, progr
     if images is None:
         raise ConfigError(f"--training {given}: checkpoints_manifest.json records its training data as {data}, "
                           "not synthetic:N; pass those images as --training FOLDER")
-    return f"the first {len(images)} training images of {given} ({data})", "given with --training", images
+    return f"the first {len(images)} training images of {given} ({data})", GIVEN, images
 
 
 def _from_folder(path: Path, given: str, n: int, progress: bool):
@@ -273,7 +274,7 @@ def _from_folder(path: Path, given: str, n: int, progress: bool):
         raise ConfigError(f"--training {given}: no readable images there (a folder of training images, a run "
                           "folder, a manifest name or synthetic:N)")
     return f"{len(images)} images of {given}" + (f" ({len(bad)} unreadable left out)" if bad else ""), \
-        "given with --training", images
+        GIVEN, images
 
 
 def _from_settings(folder: Path, n: int):
