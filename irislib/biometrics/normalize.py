@@ -13,6 +13,7 @@ import numpy as np
 
 from ..metrics import measure_pupil, to_unit_image
 from ..metrics.image_ops import bilinear, dilate
+from .eyelids import glint_mask, lid_masks, sample_mask
 
 SATURATED = 254 / 255   # glints: at or above this grey level (open-iris's oversat_threshold)
 EDGE_PX = 1.5           # rows this close to a boundary mix pupil or sclera into their samples
@@ -132,7 +133,9 @@ def _offsets(bnd: Boundaries, n: int) -> tuple[np.ndarray, np.ndarray]:
 def rubber_sheet(image, bnd: Boundaries, n_rho: int = 64, n_theta: int = 256, *, nearest: bool = False,
                  inclusive: bool = False, mask: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Normalised iris strip [n_rho, n_theta] in [0, 1] (rows: pupil -> limbus; columns: theta) and its noise
-    mask (True = occluded / outside the image / glint). With mask=False only outside-image and saturated
+    mask (True = occluded / outside the image / glint): the strip thresholds of occlusion_mask (lashes, bright
+    spots) plus, found in the image, everything beyond a fitted upper / lower eyelid and (near-)saturated glints
+    grown by their blur (irislib.biometrics.eyelids). With mask=False only outside-image and saturated
     pixels are masked (open-iris given an empty noise mask)."""
     if n_rho < 2 or n_theta < 8:
         raise ValueError(f"n_rho={n_rho}, n_theta={n_theta}: use n_rho >= 2 and n_theta >= 8")
@@ -143,6 +146,7 @@ def rubber_sheet(image, bnd: Boundaries, n_rho: int = 64, n_theta: int = 256, *,
         width = float(np.min(bnd.iris_r - np.hypot(*_offsets(bnd, n_theta))))      # thinnest iris, px
         edge = int(math.ceil(EDGE_PX / max(width, 1e-6) * n_rho))
         noise = occlusion_mask(strip, edge_rows=(edge, edge))
+        noise |= lid_masks(img, bnd, x, y) | sample_mask(glint_mask(img), x, y)
     else:
         noise = ~np.isfinite(strip) | (np.nan_to_num(strip) >= SATURATED)
     return np.nan_to_num(strip, nan=0.0), noise
