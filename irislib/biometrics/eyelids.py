@@ -34,7 +34,6 @@ def _edge_points(g: np.ndarray, gy: np.ndarray, bnd, upper: bool) -> tuple[np.nd
     """Candidate lid edge points (x, y, strength): column-wise local maxima of the signed vertical gradient inside
     the annulus on one side of the pupil, away from the pupil edge (which has the same sign), and their distance
     inside the limbus circle, px."""
-    from .normalize import _rho_theta
     h, w = g.shape
     s = -gy if upper else gy                                  # skin (brighter) above the upper lid / below the lower
     r = bnd.iris_r
@@ -43,7 +42,7 @@ def _edge_points(g: np.ndarray, gy: np.ndarray, bnd, upper: bool) -> tuple[np.nd
     if x1 - x0 < 4 or y1 - y0 < 4:
         return np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0)
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    rho, _ = _rho_theta(bnd, xx, yy)
+    rho, _ = bnd.rho_theta(xx, yy)
     d_lim = r - np.hypot(xx - bnd.iris_cx, yy - bnd.iris_cy)
     width = max(r - bnd.pupil_radius, 1.0)
     inside = (rho * width > max(3.0, 0.1 * width)) & (d_lim > 0.0)   # a lid may clip the iris just inside the limbus
@@ -67,7 +66,6 @@ def _fit(u, y, wt):
 def lid_contrast(g: np.ndarray, bnd, p, upper: bool) -> float:
     """Median grey of a band beyond the curve (skin, if it is a lid) minus that of the iris annulus on this side of
     it, both 2 px to R/4 from the curve."""
-    from .normalize import _rho_theta
     h, w = g.shape
     r = bnd.iris_r
     x0, x1 = max(int(bnd.iris_cx - r), 0), min(int(bnd.iris_cx + r) + 1, w)
@@ -75,7 +73,7 @@ def lid_contrast(g: np.ndarray, bnd, p, upper: bool) -> float:
     if x1 <= x0 or y1 <= y0:
         return 0.0
     yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float64)
-    rho, _ = _rho_theta(bnd, xx, yy)
+    rho, _ = bnd.rho_theta(xx, yy)
     u = xx - bnd.iris_cx
     d = yy - (p[0] + p[1] * u + p[2] * u * u)
     if upper:

@@ -31,6 +31,17 @@ class Boundaries:
     iris_cy: float
     iris_r: float
 
+    def rho_theta(self, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rubber-sheet coordinates of points (x, y): rho (0 at the pupil ellipse, 1 at the limbus) and theta."""
+        dx, dy = xx - self.pupil_cx, yy - self.pupil_cy
+        th = np.arctan2(dy, dx) % (2 * math.pi)
+        rp = self.pupil_radius_at(th)
+        # Limbus along the ray from the pupil centre: |p + t u - c| = R, t > 0.
+        ox, oy = self.pupil_cx - self.iris_cx, self.pupil_cy - self.iris_cy
+        ou = ox * np.cos(th) + oy * np.sin(th)
+        r_limbus = -ou + np.sqrt(np.maximum(ou ** 2 - ox ** 2 - oy ** 2 + self.iris_r ** 2, 0))
+        return (np.hypot(dx, dy) - rp) / np.maximum(r_limbus - rp, 1e-6), th
+
     @property
     def pupil_radius(self) -> float:
         """Equal-area pupil radius sqrt(a b)."""
@@ -152,25 +163,13 @@ def rubber_sheet(image, bnd: Boundaries, n_rho: int = 64, n_theta: int = 256, *,
     return np.nan_to_num(strip, nan=0.0), noise
 
 
-def _rho_theta(bnd: Boundaries, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rubber-sheet coordinates of points (x, y): rho (0 at the pupil ellipse, 1 at the limbus) and theta."""
-    dx, dy = xx - bnd.pupil_cx, yy - bnd.pupil_cy
-    th = np.arctan2(dy, dx) % (2 * math.pi)
-    rp = bnd.pupil_radius_at(th)
-    # Limbus along the ray from the pupil centre: |p + t u - c| = R, t > 0.
-    ox, oy = bnd.pupil_cx - bnd.iris_cx, bnd.pupil_cy - bnd.iris_cy
-    ou = ox * np.cos(th) + oy * np.sin(th)
-    r_limbus = -ou + np.sqrt(np.maximum(ou ** 2 - ox ** 2 - oy ** 2 + bnd.iris_r ** 2, 0))
-    return (np.hypot(dx, dy) - rp) / np.maximum(r_limbus - rp, 1e-6), th
-
-
 def annulus_size(bnd: Boundaries) -> int:
     """Pixel centres in the annulus on an unbounded grid: the iris as a whole, including any part outside the
     image (which iris_pixels cannot see, and which counts as occluded in the ISO usable iris area)."""
     x0, y0 = math.floor(bnd.iris_cx - bnd.iris_r), math.floor(bnd.iris_cy - bnd.iris_r)
     x1, y1 = math.ceil(bnd.iris_cx + bnd.iris_r), math.ceil(bnd.iris_cy + bnd.iris_r)
     yy, xx = np.mgrid[y0:y1 + 1, x0:x1 + 1].astype(np.float64)
-    rho, _ = _rho_theta(bnd, xx, yy)
+    rho, _ = bnd.rho_theta(xx, yy)
     return int(((rho >= 0) & (rho < 1)).sum())
 
 
@@ -180,7 +179,7 @@ def iris_pixels(shape: tuple[int, int], bnd: Boundaries, noise: np.ndarray | Non
     (rho, theta)) and each pixel's rho."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    rho, th = _rho_theta(bnd, xx, yy)
+    rho, th = bnd.rho_theta(xx, yy)
     annulus = (rho >= 0) & (rho < 1)
     if noise is None:
         return annulus, annulus.copy(), rho
