@@ -193,6 +193,6 @@ def test_the_file_hashed_for_settings_json_is_the_one_sampling_loads(tmp_path, e
                  "ema": {k: {"w": torch.full((2,), v * step)} for k, v in emas.items()},
                  "trainer": {"step": step, "run_id": "r"}}
         checkpoint.save(run, state, presets.get("tiny"))
-    path = ds._weights_file(run)
+    path = checkpoint.sampling_weights_file(run)
     assert path.parent.name == "step_000004"
     assert torch.equal(load_tensors(path)["w"], checkpoint.load_run(run)[1]["w"])

@@ -326,11 +326,11 @@ def lateral_strips(img, cx, cy, r, frac, size, height, col, *spans):
     return out
 
 
-def sheet(root, name, rows, idxs, out, cols=3, size=480, strips=True):
+def _save_sheet(tiles, cols, out):
+    """Tiles on a dark grid, `cols` a row, saved outside the checkout (never an image of a real eye in the repo)."""
     from PIL import Image
-    tiles = [tile(load_grey(frame_path(root, name, rows[i]["file"])), rows[i], i, size, strips) for i in idxs]
-    nr = (len(tiles) + cols - 1) // cols
     W, H = max(t.width for t in tiles), max(t.height for t in tiles)
+    nr = (len(tiles) + cols - 1) // cols
     s = Image.new("RGB", (cols * (W + 4), nr * (H + 4)), (30, 30, 30))
     for k, t in enumerate(tiles):
         s.paste(t, ((k % cols) * (W + 4), (k // cols) * (H + 4)))
@@ -338,6 +338,12 @@ def sheet(root, name, rows, idxs, out, cols=3, size=480, strips=True):
     out.parent.mkdir(parents=True, exist_ok=True)
     s.save(out)
     return out
+
+
+def sheet(root, name, rows, idxs, out, cols=3, size=480, strips=True):
+    from PIL import Image
+    tiles = [tile(load_grey(frame_path(root, name, rows[i]["file"])), rows[i], i, size, strips) for i in idxs]
+    return _save_sheet(tiles, cols, out)
 
 
 EDGE_VIEWS = (("iris", 180), ("iris", 0), ("iris", 90), ("iris", 270), ("pupil", 180), ("pupil", 0), ("pupil", 90),
@@ -405,15 +411,7 @@ def full_sheet(root, name, rows, idxs, out, cols=4, scale=1.0):
             d.ellipse((cx - r, cy - r, cx + r, cy + r), outline=col)
         d.text((2, 2), f"#{i} {rows[i]['file']}", fill=(255, 255, 0))
         tiles.append(im)
-    W, H = max(t.width for t in tiles), max(t.height for t in tiles)
-    nr = (len(tiles) + cols - 1) // cols
-    s = Image.new("RGB", (cols * (W + 4), nr * (H + 4)), (30, 30, 30))
-    for k, t in enumerate(tiles):
-        s.paste(t, ((k % cols) * (W + 4), (k // cols) * (H + 4)))
-    out = outside_repo(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    s.save(out)
-    return out
+    return _save_sheet(tiles, cols, out)
 
 
 # ------------------------------------------------------------------------------------------------ commands

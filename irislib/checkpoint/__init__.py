@@ -17,9 +17,10 @@ from .metrics_log import append_metrics, read_metrics, restore_metrics, truncate
 from .mirror import Mirror
 from .store import (POINTER, CheckpointError, UnsafeCheckpointError, check_compatible, checkpoint_run_id,
                     explain_disk_full, find_resume, list_checkpoints, load, load_run, load_run_all, load_trainer_state,
-                    prune, read_pointer, recover, resolve, run_id_of, save, verify, write_config)
+                    prune, read_pointer, recover, resolve, run_id_of, sampling_weights_file, save, verify,
+                    write_config)
 
-__all__ = ["save", "find_resume", "resolve", "load", "load_run", "load_run_all", "load_trainer_state", "verify",
+__all__ = ["save", "sampling_weights_file", "find_resume", "resolve", "load", "load_run", "load_run_all", "load_trainer_state", "verify",
            "prune", "list_checkpoints", "check_compatible", "CheckpointError", "Mirror", "append_metrics",
            "read_metrics", "restore_metrics", "truncate_metrics", "write_config", "write_sample_grid",
            "attach_prior", "load_prior", "prior_path", "PRIOR_FILE", "write_bare_run", "bare_run_is_current",

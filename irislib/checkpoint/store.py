@@ -430,6 +430,25 @@ def load_run(run_dir, use_ema: bool = True, checkpoint=None) -> tuple[Experiment
     weights, from the run's newest checkpoint that verifies."""
     exp, model, emas = load_run_all(run_dir, checkpoint)
     if use_ema and emas:
-        rate = next((r for r in exp.train.ema_rate if r in emas), max(emas))
-        return exp, emas[rate]
+        return exp, emas[ema_choice(exp.train.ema_rate, emas)]
     return exp, model
+
+
+def ema_choice(rates, saved) -> float:
+    """The EMA rate sampling uses: the first of train.ema_rate that was saved, else the largest saved."""
+    return next((r for r in rates if r in saved), max(saved))
+
+
+def sampling_weights_file(run: Path) -> Path:
+    """The file load_run(run) takes the sampling weights from (what a dataset's settings.json hashes): a bare run's
+    model (a download or an import), else the newest good checkpoint's chosen EMA, or its raw model."""
+    run = Path(run)
+    if not CKPT_RE.match(run.name) and not (run / "checkpoints").is_dir() and (run / MODEL_FILE).is_file():
+        return run / MODEL_FILE
+    ckpt = resolve(run)
+    if ckpt is None:
+        raise FileNotFoundError(f"{run} has no usable checkpoint; train first or point at another run")
+    emas = {float(p.stem[len("ema_"):]): p for p in ckpt.glob("ema_*.safetensors")}
+    if not emas:
+        return ckpt / MODEL_FILE
+    return emas[ema_choice(json.loads((ckpt / "config.json").read_text())["train"]["ema_rate"], emas)]

@@ -236,23 +236,6 @@ def _model_change(old: dict, new: dict) -> str:
     return " and ".join(parts)
 
 
-def _weights_file(run: Path) -> Path:
-    """The file checkpoint.load_run(run) reads the sampling weights from: a bare run's model (a download or an
-    import), else the newest good checkpoint's EMA (the first train.ema_rate saved) or its raw model."""
-    from .. import checkpoint
-    from ..checkpoint.store import CKPT_RE, MODEL_FILE
-    if not CKPT_RE.match(run.name) and checkpoint.is_bare_run(run):
-        return run / MODEL_FILE
-    ckpt = checkpoint.resolve(run)
-    if ckpt is None:
-        raise FileNotFoundError(f"{run} has no usable checkpoint; train first or point at another run")
-    emas = {float(p.stem[len("ema_"):]): p for p in ckpt.glob("ema_*.safetensors")}
-    if not emas:
-        return ckpt / MODEL_FILE
-    rates = json.loads((ckpt / "config.json").read_text())["train"]["ema_rate"]
-    return emas[next((r for r in rates if r in emas), max(emas))]
-
-
 def _provenance(cfg: DatasetSettings, device) -> dict:
     """What else the bytes depend on, for settings.json: the sha256 of the UNet, VAE and prior files sampling
     reads, the device type (CPU and GPU round differently) and the image size the variation's lengths scale with."""
@@ -260,11 +243,11 @@ def _provenance(cfg: DatasetSettings, device) -> dict:
     from .. import checkpoint
     from .loading import resolve_run
     unet_run, vae_run = resolve_run(cfg.unet), resolve_run(cfg.vae)
-    unet_file = _weights_file(unet_run)
+    unet_file = checkpoint.sampling_weights_file(unet_run)
     prior = checkpoint.prior_path(vae_run)
     size = int(json.loads((unet_file.parent / "config.json").read_text())["unet"]["image_size"])
     return {"weights_sha256": {"unet": checkpoint.sha256_file(unet_file),
-                               "vae": checkpoint.sha256_file(_weights_file(vae_run)),
+                               "vae": checkpoint.sha256_file(checkpoint.sampling_weights_file(vae_run)),
                                "vae_prior": checkpoint.sha256_file(prior) if prior else None},
             "device": torch.device(device).type, "image_size": size,
             "variation_px": cfg.variation.lengths_px(size),
