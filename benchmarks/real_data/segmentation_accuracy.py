@@ -83,14 +83,37 @@ def locator(which: str):
     return lambda img: (lambda b: None if b is None else _Circles(b))(fit_boundaries(img))
 
 
-def measure(root: Path, name: str, ann_path: Path, which: str = "crop") -> list[dict]:
-    find = locator(which)
-    out = []
-    for a in read_annotations(ann_path):
+def _set_pass(root: Path, name: str, anns: list[dict]) -> dict:
+    """{file: (found circles or None, seconds)} by the crop locator with its set-level second look
+    (irislib.segmentation.fit_set, as data.crop=iris runs it on a folder), the set's median taken over the
+    annotated frames (a random sample of the set's frames)."""
+    from irislib.data.iris_crop import FoundEye
+    from irislib.segmentation import find_eye, fit_set
+    first, seconds = {}, {}
+    for a in anns:
         img = load_grey(frame_path(root, name, a["file"]))
         t = time.perf_counter()
-        f = find(img)
-        dt = time.perf_counter() - t
+        first[a["file"]] = (*find_eye(img), img.shape)
+        seconds[a["file"]] = time.perf_counter() - t
+    t = time.perf_counter()
+    fitted = fit_set(first, lambda f: load_grey(frame_path(root, name, f)))
+    extra = (time.perf_counter() - t) / max(1, len(anns))
+    return {f: (None if eye is None else FoundEye.from_eye(eye), seconds[f] + extra) for f, (eye, _) in fitted.items()}
+
+
+def measure(root: Path, name: str, ann_path: Path, which: str = "crop") -> list[dict]:
+    anns = read_annotations(ann_path)
+    found = _set_pass(root, name, anns) if which == "set" else None
+    find = None if which == "set" else locator(which)
+    out = []
+    for a in anns:
+        if found is not None:
+            f, dt = found[a["file"]]
+        else:
+            img = load_grey(frame_path(root, name, a["file"]))
+            t = time.perf_counter()
+            f = find(img)
+            dt = time.perf_counter() - t
         row = {"set": name, "file": a["file"], "seconds": dt, "found": f is not None, "iris_r_ann": a["iris_r"],
                "notes": a["notes"], "mode": classify(a, f)}
         if f is not None:
@@ -163,7 +186,9 @@ def git_state() -> str:
         return "unknown"
 
 
-TITLES = {"crop": "irislib.data.iris_crop.locate_eye (the iris crop, data.crop = \"iris\")",
+TITLES = {"crop": "irislib.data.iris_crop.locate_eye (one frame at a time)",
+          "set": "irislib.segmentation.fit_set (data.crop = \"iris\" on a folder: locate_eye, then a second look at "
+                 "frames whose iris is far from the set's median size)",
           "biometrics": "irislib.biometrics.normalize.fit_boundaries on the whole frame (the segmentation "
                         "verify-dataset and the iris codes use: irislib.metrics.measure_pupil, strict=False)"}
 

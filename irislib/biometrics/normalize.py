@@ -7,12 +7,13 @@ contour (as open-iris's LinearNormalization does with the contours it is given).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
-from ..metrics import measure_pupil, to_unit_image
+from ..metrics import to_unit_image
 from ..metrics.image_ops import bilinear, dilate
+from ..segmentation import Eye, find_eye, fit_set
 from .eyelids import glint_mask, lid_masks, sample_mask
 
 SATURATED = 254 / 255   # glints: at or above this grey level (open-iris's oversat_threshold)
@@ -20,16 +21,9 @@ EDGE_PX = 1.5           # rows this close to a boundary mix pupil or sclera into
 
 
 @dataclass(frozen=True)
-class Boundaries:
-    """Pupil ellipse (centre, semi-axes a >= b, direction of a in degrees) and iris circle, in px."""
-    pupil_cx: float
-    pupil_cy: float
-    pupil_a: float
-    pupil_b: float
-    pupil_angle_deg: float
-    iris_cx: float
-    iris_cy: float
-    iris_r: float
+class Boundaries(Eye):
+    """Pupil ellipse (centre, semi-axes a >= b, direction of a in degrees) and iris circle, in px: segmentation's
+    Eye with what the rubber sheet needs of it."""
 
     def rho_theta(self, xx: np.ndarray, yy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rubber-sheet coordinates of points (x, y): rho (0 at the pupil ellipse, 1 at the limbus) and theta."""
@@ -55,6 +49,11 @@ class Boundaries:
         if (require_found and not m.found) or not all(np.isfinite(vals)) or m.iris_radius <= m.a:
             return None
         return cls(*(float(v) for v in vals))
+
+    @classmethod
+    def from_eye(cls, eye) -> Boundaries:
+        """From irislib.segmentation's Eye (the same fields)."""
+        return cls(*(float(v) for v in astuple(eye)))
 
     @classmethod
     def from_geometry(cls, geo: dict) -> Boundaries:
@@ -83,11 +82,26 @@ class Boundaries:
 
 
 def fit_boundaries(image) -> Boundaries | None:
-    """Boundaries of one eye image from irislib's own pupil ellipse and limbus circle fits (None if not found).
+    """Boundaries of one eye image, crop or camera frame, by irislib.segmentation (None if no plausible eye).
 
-    Segmentation only: a blurred or noisy pupil that the strict "is this a good pupil" decision rejects still has
-    a boundary to unwrap (a blurred copy of a training iris must still be matched against it)."""
-    return Boundaries.from_measurement(measure_pupil(image, strict=False), require_found=False)
+    Lenient: a blurred or noisy pupil that the strict "is this a good pupil" tests reject still has a boundary to
+    unwrap (a blurred copy of a training iris must still be matched against it)."""
+    eye, _ = find_eye(to_unit_image(image), lenient=True)
+    return None if eye is None else Boundaries.from_eye(eye)
+
+
+def fit_boundaries_set(images, done=None) -> list[Boundaries | None]:
+    """fit_boundaries of a set's images, with a second look at those whose iris is far from the median size of the
+    set's images of that shape, or where none was found (segmentation.fit_set): what verify-dataset uses, as
+    data.crop=iris does. done(k): called after each image's first pass (a progress bar)."""
+    units = [to_unit_image(im) for im in images]
+    first = {}
+    for k, img in enumerate(units):
+        first[k] = (*find_eye(img, lenient=True), img.shape)
+        if done is not None:
+            done(k)
+    fitted = fit_set(first, lambda k: units[k], lenient=True)
+    return [None if fitted[k][0] is None else Boundaries.from_eye(fitted[k][0]) for k in range(len(units))]
 
 
 def sample_grid(bnd: Boundaries, n_rho: int, n_theta: int, inclusive: bool = False) -> tuple[np.ndarray, ...]:

@@ -194,7 +194,7 @@ def _warn_skipped(root: Path, skipped: list[list[str]]) -> None:
         return
     listed = ", ".join(f"{f} ({why})" for f, why in skipped[:MAX_LISTED])
     more = f", and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
-    no_eye = sum(why == NO_EYE for _, why in skipped)
+    no_eye = sum(why.startswith(NO_EYE) for _, why in skipped)
     what = "unreadable file(s)" if not no_eye else ("frame(s) where no eye was found" if no_eye == len(skipped)
                                                     else "file(s), unreadable or with no eye found,")
     warnings.warn(f"skipped {len(skipped)} {what} in {root}: {listed}{more}", stacklevel=3)
@@ -312,9 +312,9 @@ class FolderDataset(torch.utils.data.Dataset):
             h, w = x.shape[:2]
             extra = {}
             if self.crop == "iris":
-                eye = located.get(rel)
+                eye, why = located.get(rel, (None, "not located"))
                 if eye is None:
-                    skipped.append([rel, NO_EYE])
+                    skipped.append([rel, f"{NO_EYE}: {why}"])
                     continue
                 box, extra = eye.box(), {k: v for k, v in eye.row().items() if k not in ("left", "top", "size")}
                 extra["scale"] = round(s / box[2], 5)             # training-image px per frame px
@@ -346,7 +346,7 @@ class FolderDataset(torch.utils.data.Dataset):
 
     def _check_found(self, sources, skipped) -> None:
         """data.crop=iris on a folder where most frames show no eye stops with one error saying what to try."""
-        no_eye = [f for f, why in skipped if why == NO_EYE]
+        no_eye = [f for f, why in skipped if why.startswith(NO_EYE)]
         if self.crop == "iris" and no_eye and len(no_eye) > MOST_FAIL * len(sources):
             raise ValueError(
                 f"data.crop=iris found no eye in {len(no_eye)} of {len(sources)} images under {self.root} (e.g. "
@@ -371,13 +371,14 @@ def _crop_mode(crop: str, crop_csv) -> str:
 
 
 def _locate_one(path: str):
-    """Worker: the eye in one frame (grey), or None (also for files that cannot be read: the main loop reports
-    those with their reason)."""
-    from .iris_crop import locate_eye
+    """Worker: (segmentation.Eye or None, why none, frame shape) of one frame (grey); files that cannot be read
+    give None too (the main loop reports those with their reason)."""
+    from ..segmentation import find_eye
     try:
-        return locate_eye(load_image(path, 1)[..., 0])
+        grey = load_image(path, 1)[..., 0]
     except Exception:
-        return None
+        return None, "unreadable", (0, 0)
+    return (*find_eye(grey), grey.shape)
 
 
 def _is_main_guard(node: ast.AST) -> bool:
@@ -431,7 +432,17 @@ def _locate_all(root: Path, sources, show: bool) -> dict:
         from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             found = list(tqdm(pool.map(_locate_one, paths, chunksize=8), **bar))
-    return {rel: eye for (rel, _, _), eye in zip(sources, found)}
+    return _crop_boxes(root, sources, found)
+
+
+def _crop_boxes(root: Path, sources, found) -> dict:
+    """{name: (FoundEye, "") or (None, why)}: the found eyes, with a second look at those whose iris is far from
+    the size of the others of their frame size (segmentation.fit_set)."""
+    from ..segmentation import fit_set
+    from .iris_crop import FoundEye
+    names = [rel for rel, _, _ in sources]
+    fitted = fit_set(dict(zip(names, found)), lambda n: load_image(root / n, 1)[..., 0])
+    return {n: (None, why) if eye is None else (FoundEye.from_eye(eye), "") for n, (eye, why) in fitted.items()}
 
 
 def _write_crops_csv(path: Path, files: list[str], boxes: list[dict]) -> None:

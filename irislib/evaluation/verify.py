@@ -28,7 +28,7 @@ import numpy as np
 from ..biometrics.encode import IrisCodes, IrisCodeSpec
 from ..biometrics.identity import BIN_EDGES, d_prime, encode_images, hd_stats, leakage
 from ..biometrics.match import hamming_matrix
-from ..biometrics.normalize import fit_boundaries
+from ..biometrics.normalize import fit_boundaries_set
 from ..config import ConfigError
 from ..imageio import IMAGE_SUFFIXES
 from ..jsonsafe import json_safe
@@ -180,13 +180,14 @@ def _load(folder: Path, files: list[str], desc: str, progress: bool) -> tuple[li
 
 def _encode(images, spec: IrisCodeSpec, desc: str, progress: bool, chunk: int = 32):
     """(IrisCodes, found [N] bool, boundaries [N]) of grey images, in chunks so that the bar moves."""
-    codes, masks, found, bnds = [], [], [], []
+    codes, masks, found = [], [], []
+    with _bar(len(images), f"{desc}: segmenting", progress) as bar:
+        bnds = fit_boundaries_set(images, done=lambda k: bar.update(1))
     with _bar(len(images), desc, progress) as bar:
         for k0 in range(0, len(images), chunk):
             part = images[k0:k0 + chunk]
-            b = [fit_boundaries(im) for im in part]
-            c, f = encode_images(part, spec, boundaries=b)
-            codes.append(c.code), masks.append(c.mask), found.append(f), bnds.extend(b)
+            c, f = encode_images(part, spec, boundaries=bnds[k0:k0 + chunk])
+            codes.append(c.code), masks.append(c.mask), found.append(f)
             bar.update(len(part))
     return IrisCodes(np.concatenate(codes), np.concatenate(masks), c.words_per_col), np.concatenate(found), bnds
 

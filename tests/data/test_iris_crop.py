@@ -19,7 +19,8 @@ from irislib.config import ConfigError, build_experiment
 from irislib.data import folder as folder_mod
 from irislib.data import iris_crop
 from irislib.data.folder import FolderDataset, crop_resize
-from irislib.data.iris_crop import IRIS_CROP_SCALE, FoundEye, locate_eye
+from irislib.data.iris_crop import IRIS_CROP_SCALE, locate_eye
+from irislib.segmentation import Eye
 from irislib.data.synthetic import SEED_STRIDE, generate, no_eye_frames, write_synthetic
 
 
@@ -65,7 +66,7 @@ def test_iris_crop_skips_frames_without_an_eye_and_writes_its_crop_list(frames, 
         ds = FolderDataset(frames / "set", 64, crop="iris", cache_dir=tmp_path / "cache", progress=False)
     msgs = [str(w.message) for w in caught if "skipped" in str(w.message)]
     assert len(msgs) == 1 and "skipped 1 frame(s) where no eye was found" in msgs[0] and "blank.png" in msgs[0]
-    assert len(ds) == 5 and ds.skipped == [["blank.png", "no eye found (data.crop=iris)"]]
+    assert len(ds) == 5 and [f for f, _ in ds.skipped] == ["blank.png"] and ds.skipped[0][1].startswith("no eye found (data.crop=iris): ")
     truth = {g["file"]: g["iris"] for g in json.loads((frames / "set" / "geometry.json").read_text())}
     with open(ds.crops_csv) as f:
         rows = list(csv.DictReader(f))
@@ -133,8 +134,8 @@ def test_an_iris_cache_from_another_locator_version_is_rebuilt(tmp_path, monkeyp
     """A cache whose boxes an older locate_eye found is not reused: the crops would differ from today's."""
     write_synthetic(tmp_path / "set", 2, size=(240, 320), seed=11, frame=True)
     calls = []
-    eye = FoundEye(160.0, 120.0, 40.0, 160.0, 120.0, 15.0, 107, 67, 107)
-    monkeypatch.setattr(folder_mod, "_locate_one", lambda p: calls.append(p) or eye)
+    eye = Eye(160.0, 120.0, 15.0, 15.0, 0.0, 160.0, 120.0, 40.0)
+    monkeypatch.setattr(folder_mod, "_locate_one", lambda p: calls.append(p) or (eye, "", (240, 320)))
 
     def build():
         return FolderDataset(tmp_path / "set", 32, crop="iris", cache_dir=tmp_path / "cache", progress=False)
