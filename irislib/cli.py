@@ -6,12 +6,12 @@ import json
 import sys
 from pathlib import Path
 
-from .config import ConfigError, Experiment, build_experiment
+from .config import PRESETS, ConfigError, Experiment, build_experiment
 
 
 def _add_experiment_args(p: argparse.ArgumentParser, default_preset: str = "tiny") -> None:
     p.add_argument("--preset", default=default_preset, help=f"named preset to start from (default: {default_preset}); "
-                   "one of seed-64, seed-128, seed-128-gear, tiny")
+                   f"one of {', '.join(PRESETS)}")
     p.add_argument("--config", help="config.json to start from instead of a preset (e.g. an earlier run's)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config field with a dotted key, e.g. --set train.lr=3e-4 (repeatable)")

@@ -3,10 +3,12 @@ those that are not.
 
 One frame's geometry can look like an eye and still be wrong: the eye opening taken for the limbus (1.4-1.8 times
 the iris), the dark core inside a ring of LED glints taken for the pupil (the "iris" is then the real pupil). A
-camera at a fixed distance sees irises of nearly one size (hand-annotated CASIA and MMU frames: 0.80-1.12 of the
-set's median radius), so each frame is compared with the median of the found frames of its size (one camera). A
-frame far from it, or with no eye found, is searched again with the limbus held to the set's range; what still
-fails is skipped with the reason, not cropped wrongly.
+camera at a fixed distance sees irises of nearly one size, so each frame is compared with the median of the found
+frames of its size (one camera). A frame far from it, or with no eye found, is searched again with the limbus held
+to the set's range; what still fails is skipped with the reason, not cropped wrongly. The range: on 160
+hand-annotated CASIA and MMU frames the locator's right answers were 0.78-1.13 of the median and its wrong ones
+1.44-2.3 (eye opening, a dark iris taken for the pupil) or 0.29-0.53 (glint core); irislib's synthetic frames,
+drawn at any distance, span 0.68-1.34.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 from .eye import Eye
 from .locate import find_eye
 
-SET_RADIUS_RANGE = (0.75, 1.25)   # iris radius / the median of the frames of the same size
+SET_RADIUS_RANGE = (0.6, 1.35)    # iris radius / the median of the frames of the same size (see the docstring)
 MIN_SET = 8                       # found frames of one size needed before their median is trusted
 
 
