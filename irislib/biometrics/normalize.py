@@ -90,10 +90,10 @@ def fit_boundaries(image) -> Boundaries | None:
     return None if eye is None else Boundaries.from_eye(eye)
 
 
-def fit_boundaries_set(images, done=None) -> list[Boundaries | None]:
+def fit_boundaries_set(images, done=None) -> list[tuple[Boundaries | None, str]]:
     """fit_boundaries of a set's images, with a second look at those whose iris is far from the median size of the
     set's images of that shape, or where none was found (segmentation.fit_set): what verify-dataset uses, as
-    data.crop=iris does. done(k): called after each image's first pass (a progress bar)."""
+    data.crop=iris does. [(boundaries, "") or (None, why)]; done(k): called after each image's first pass."""
     units = [to_unit_image(im) for im in images]
     first = {}
     for k, img in enumerate(units):
@@ -101,7 +101,8 @@ def fit_boundaries_set(images, done=None) -> list[Boundaries | None]:
         if done is not None:
             done(k)
     fitted = fit_set(first, lambda k: units[k], lenient=True)
-    return [None if fitted[k][0] is None else Boundaries.from_eye(fitted[k][0]) for k in range(len(units))]
+    return [(None if fitted[k][0] is None else Boundaries.from_eye(fitted[k][0]), fitted[k][1])
+            for k in range(len(units))]
 
 
 def sample_grid(bnd: Boundaries, n_rho: int, n_theta: int, inclusive: bool = False) -> tuple[np.ndarray, ...]:

@@ -3,7 +3,8 @@
 1e-4 with FNMR there, a DET curve, and genuine HD against the pupil-dilation difference of each pair
 (Hollingsworth, Bowyer & Flynn 2009: on real eyes it rises with the difference), uniqueness among identities (the
 closest pair of identities over all their captures) and leakage against training images (each identity's closest
-training iris). Writes verify.md, verify.json, hd_histograms.png, det.png and hd_vs_dilation.png.
+training iris). Writes verify.md, verify.json, scores.npz (every genuine and impostor HD), hd_histograms.png,
+det.png and hd_vs_dilation.png.
 
 Every image is segmented and encoded by irislib.biometrics (fit_boundaries, rubber sheet, Gabor codes); all pairs
 are matched with the rotation-searched masked HD. A match is HD <= t; FMR(t) is the share of impostor pairs with
@@ -182,14 +183,15 @@ def _encode(images, spec: IrisCodeSpec, desc: str, progress: bool, chunk: int = 
     """(IrisCodes, found [N] bool, boundaries [N]) of grey images, in chunks so that the bar moves."""
     codes, masks, found = [], [], []
     with _bar(len(images), f"{desc}: segmenting", progress) as bar:
-        bnds = fit_boundaries_set(images, done=lambda k: bar.update(1))
+        fitted = fit_boundaries_set(images, done=lambda k: bar.update(1))
+    bnds, why = [b for b, _ in fitted], [w for _, w in fitted]
     with _bar(len(images), desc, progress) as bar:
         for k0 in range(0, len(images), chunk):
             part = images[k0:k0 + chunk]
             c, f = encode_images(part, spec, boundaries=bnds[k0:k0 + chunk])
             codes.append(c.code), masks.append(c.mask), found.append(f)
             bar.update(len(part))
-    return IrisCodes(np.concatenate(codes), np.concatenate(masks), c.words_per_col), np.concatenate(found), bnds
+    return IrisCodes(np.concatenate(codes), np.concatenate(masks), c.words_per_col), np.concatenate(found), bnds, why
 
 
 def _pairs(codes, labels, max_shift: int, progress: bool = False, block: int = 256):
@@ -339,7 +341,7 @@ def _leakage(codes, labels, names, training, threshold, spec, progress: bool = F
     """Each identity's closest training iris over its captures; identities closer than the threshold are
     possibly memorised training eyes."""
     what, why, images = training
-    tcodes, tfound, _ = _encode(images, spec, "encoding training images", progress)
+    tcodes, tfound, _, _ = _encode(images, spec, "encoding training images", progress)
     nearest = []
     with _bar(len(codes), "matching against training", progress) as bar:
         for i0 in range(0, len(codes), block):
@@ -383,7 +385,7 @@ def verify_dataset(folder, out=None, *, threshold: float = 0.34, spec: IrisCodeS
         raise ValueError(f"images under {folder} have different sizes; resize them to one size")
     labels, names, subjects = eye_labels(files)
     train = training_images(training, folder, n_training, size=images[0].shape[0], progress=progress)  # fail early
-    codes, found, bnds = _encode(images, spec, "encoding identity images", progress)
+    codes, found, bnds, why = _encode(images, spec, "encoding identity images", progress)
     ratio = np.array([b.pupil_radius / b.iris_r if b is not None else np.nan for b in bnds])
     gen, gen_ab, imp, id_min = _pairs(codes, labels, spec.max_shift, progress)
     g, i = hd_stats(gen), hd_stats(imp)
@@ -393,6 +395,7 @@ def verify_dataset(folder, out=None, *, threshold: float = 0.34, spec: IrisCodeS
            "subjects": len(set(subjects)), "min_images": min_images, "identities_too_few_images": len(few),
            "too_few_images": dict(list(few.items())[:50]),
            "encoded_share": float(found.mean()), "unencoded": [files[k] for k in np.flatnonzero(~found)][:50],
+           "unencoded_why": {files[k]: why[k] or "no iris code" for k in np.flatnonzero(~found)[:50]},
            "unreadable": unreadable[:50], "unreadable_count": len(unreadable), "left_out_folders": reports,
            "left_out_top_images": top[:50], "copy_threshold": threshold, "max_shift": spec.max_shift,
            "genuine": g, "impostor": i, "d_prime": d_prime(g, i) if g["n"] and i["n"] else float("nan"),
@@ -406,6 +409,8 @@ def verify_dataset(folder, out=None, *, threshold: float = 0.34, spec: IrisCodeS
     if figures:
         rep["figures"] = _figures(out, gen, imp, rates, ddil, threshold)
         rep["captions"] = {Path(p).name: CAPTIONS[Path(p).name] for p in rep["figures"].values()}
+    # every score, for DET curves with other tools (pyeer) and comparisons of sets (real against synthetic)
+    np.savez_compressed(out / "scores.npz", genuine=gen.astype(np.float32), impostor=imp.astype(np.float32))
     (out / "verify.json").write_text(json.dumps(json_safe(rep), indent=1, allow_nan=False) + "\n")
     (out / "verify.md").write_text(markdown(rep))
     return rep
@@ -443,7 +448,9 @@ def markdown(rep: dict) -> str:
         name = Path(v).name
         lines += [f"![{k}]({name})", "", f"*{name}: {rep.get('captions', CAPTIONS).get(name, '')}*", ""]
     if rep["unencoded"]:
-        lines += ["Not encoded (no pupil or limbus found): " + ", ".join(rep["unencoded"]), ""]
+        why = rep.get("unencoded_why", {})
+        lines += [f"Not encoded ({len(rep['unencoded'])}{' listed' if len(rep['unencoded']) == 50 else ''}; no plausible "
+                  "eye found): " + ", ".join(f"{f} ({why.get(f, '?')})" for f in rep["unencoded"]), ""]
     if rep.get("unreadable_count"):
         lines += [f"Unreadable, left out ({rep['unreadable_count']}): " + ", ".join(rep["unreadable"]), ""]
     if rep.get("left_out_folders"):

@@ -189,3 +189,18 @@ def test_dilation_figure_draws_the_operating_threshold_it_is_given():
     assert "FMR 1e-3 threshold HD 0.425" in [t.get_text() for t in ax.get_legend().get_texts()]
     ax = figures.dilation_plot([0.0, 0.1], [0.2, 0.3], float("nan")).axes[0]   # no threshold: none drawn
     assert not any("threshold" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_an_image_with_no_plausible_eye_is_listed_with_the_reason(six_eyes, tmp_path):
+    """A frame segmentation rejects is left out of the pairs and named in verify.json and verify.md with why, and
+    every score that was computed is in scores.npz."""
+    from irislib.data.synthetic import no_eye_frames
+    images, labels = six_eyes
+    for k, (im, lab) in enumerate(zip(images, labels)):
+        _save(tmp_path / "set" / f"e{lab}" / f"{k}.png", im)
+    _save(tmp_path / "set" / "e0" / "blank.png", no_eye_frames(128, 128, seed=4)["blank"])
+    rep = _run(tmp_path / "set", tmp_path / "r")
+    assert rep["unencoded"] == ["e0/blank.png"] and rep["unencoded_why"]["e0/blank.png"].startswith("no pupil")
+    assert "e0/blank.png (no pupil" in (tmp_path / "r" / "verify.md").read_text()
+    saved = np.load(tmp_path / "r" / "scores.npz")
+    assert len(saved["genuine"]) == rep["genuine"]["n"] == 6 * 3 and len(saved["impostor"]) == rep["impostor"]["n"]

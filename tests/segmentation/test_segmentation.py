@@ -100,7 +100,7 @@ def test_the_crop_and_the_matcher_share_one_segmentation():
     crop, bnd = locate_eye(img), fit_boundaries(img)
     assert (crop.iris_cx, crop.iris_cy, crop.iris_r) == (bnd.iris_cx, bnd.iris_cy, bnd.iris_r)
     assert (crop.pupil_cx, crop.pupil_cy) == (bnd.pupil_cx, bnd.pupil_cy)
-    assert fit_boundaries_set([img])[0] == bnd
+    assert fit_boundaries_set([img])[0] == (bnd, "")
 
 
 def test_no_eye_gives_a_reason():
