@@ -34,7 +34,7 @@ from ..safepath import relative_name
 
 IMAGE_EXTENSIONS = (".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
 CACHE_DIRNAME = ".irislib_cache"
-CACHE_VERSION = "2"          # bump when preprocessing changes, so old caches are rebuilt (2: csv boxes edge-padded)
+CACHE_VERSION = "3"          # bump when preprocessing changes, so old caches are rebuilt (3: black borders not padded)
 PROGRESS_MIN_FILES = 64      # show a progress bar when decoding at least this many files
 POOL_MIN_FILES = 64          # data.crop=iris locates on all cores from this many frames
 MAX_LISTED = 50              # files named in the skipped-files warning
@@ -91,13 +91,30 @@ def centre_box(h: int, w: int) -> tuple[int, int, int]:
     return (w - size) // 2, (h - size) // 2, size
 
 
+BLACK = 2 / 255                # a border row or column whose every pixel is at most this is no scene
+
+
+def _scene_span(line_max: np.ndarray) -> tuple[int, int]:
+    """First and last index whose line is not black; the whole range if every line is."""
+    lit = np.flatnonzero(line_max > BLACK)
+    return (int(lit[0]), int(lit[-1])) if len(lit) else (0, len(line_max) - 1)
+
+
+def scene_extent(x: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((first row, last row), (first column, last column)) of [H, W, C] without its black border lines."""
+    m = x.max(axis=2) if x.ndim == 3 else x
+    return _scene_span(m.max(axis=1)), _scene_span(m.max(axis=0))
+
+
 def crop_resize(x: np.ndarray, box: tuple[int, int, int], image_size: int) -> np.ndarray:
     """Square crop (left, top, size) of [H, W, C], Lanczos-resized -> [C, S, S]; every crop mode uses it, so a crop
     list written by data.crop=iris and given back as data.crop_csv gives the same images. Where the square leaves
-    the image the nearest edge pixel is repeated: an iris near the frame's edge keeps skin, not a black bar."""
+    the image the nearest edge pixel of the scene is repeated: an iris near the frame's edge keeps skin, not a black
+    bar. Black rows and columns along the frame's border (MMU2's first and last rows) are not scene."""
     left, top, size = box
     h, w, c = x.shape
-    ys, xs = np.clip(np.arange(top, top + size), 0, h - 1), np.clip(np.arange(left, left + size), 0, w - 1)
+    (r0, r1), (c0, c1) = scene_extent(x)
+    ys, xs = np.clip(np.arange(top, top + size), r0, r1), np.clip(np.arange(left, left + size), c0, c1)
     crop = x[ys[:, None], xs[None, :]].astype(np.float32)
     if size != image_size:
         out = (image_size, image_size)

@@ -176,3 +176,16 @@ def test_a_script_without_a_main_guard_builds_an_iris_dataset(frames, tmp_path, 
         pool = FolderDataset(frames / "set", 32, crop="iris", cache_dir=tmp_path / "pool", progress=False)
     assert not [w for w in caught if "not processes" in str(w.message)]
     assert threads.crops_csv.read_text() == pool.crops_csv.read_text() and torch.equal(threads.data, pool.data)
+
+
+def test_black_border_rows_are_not_repeated_into_bars():
+    """MMU2 frames have black first and last rows: a square reaching past them repeats the nearest scene row
+    instead, so the crop has no black bar; a frame with no such border crops as before."""
+    rng = np.random.default_rng(0)
+    scene = rng.uniform(0.3, 0.7, (10, 12, 1)).astype(np.float32)
+    framed = np.concatenate([np.zeros((1, 12, 1), np.float32), scene[1:-1], np.zeros((1, 12, 1), np.float32)])
+    out = crop_resize(framed, (2, -3, 8), 8)[0]            # rows -3..4: above the frame and the black row 0
+    assert out.min() > 0.25 and np.allclose(out[:4], framed[1, 2:10, 0])
+    assert np.allclose(out[4], framed[1, 2:10, 0]) and np.allclose(out[5:], framed[2:5, 2:10, 0])
+    plain = crop_resize(scene, (2, -3, 8), 8)[0]
+    assert np.allclose(plain[:4], scene[0, 2:10, 0]) and np.allclose(plain[4:], scene[1:5, 2:10, 0])
