@@ -189,8 +189,8 @@ def git_state() -> str:
 TITLES = {"crop": "irislib.data.iris_crop.locate_eye (one frame at a time)",
           "set": "irislib.segmentation.fit_set (data.crop = \"iris\" on a folder: locate_eye, then a second look at "
                  "frames whose iris is far from the set's median size)",
-          "biometrics": "irislib.biometrics.normalize.fit_boundaries on the whole frame (the segmentation "
-                        "verify-dataset and the iris codes use: irislib.metrics.measure_pupil, strict=False)"}
+          "biometrics": "irislib.biometrics.normalize.fit_boundaries on the whole frame, one frame at a time (the "
+                        "iris codes' segmentation; verify-dataset adds fit_set's second look to it)"}
 
 
 def tables(results: dict[str, list[dict]]) -> list[str]:
@@ -212,7 +212,7 @@ def tables(results: dict[str, list[dict]]) -> list[str]:
 
 def report(results: dict[str, dict[str, list[dict]]], argv: list[str], source: str) -> str:
     from irislib.data import iris_crop
-    lines = ["# Iris segmentation on real NIR frames against hand annotations (baseline)", "",
+    lines = ["# Iris segmentation on real NIR frames against hand annotations", "",
              f"irislib {source}, {datetime.date.today().isoformat()} (iris crop LOCATOR_VERSION "
              f"{getattr(iris_crop, 'LOCATOR_VERSION', '?')}), against the hand annotations in "
              "docs/real_data/annotations_<set>.csv (how they were made and their precision: docs/real_data.md).", "",
