@@ -58,6 +58,7 @@ class IrisCodeSpec:
     nearest: bool = False          # open-iris samples the nearest pixel; bilinear is smoother at 64 px
     inclusive: bool = False        # rho grid includes both boundaries (open-iris) or cell centres
     max_shift: int = 8             # rotation search in code columns (8 of 128 = +-22.5 deg)
+    normalise_bits: int = 0        # > 0: verification scores normalised to this many common bits (Daugman)
 
     def __post_init__(self):
         if self.bits_per_col % WORD_BITS:

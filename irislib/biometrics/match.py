@@ -40,7 +40,7 @@ def _block_numpy(pa, pma, b, mb):
 
 def hamming_matrix(probe: IrisCodes, gallery: IrisCodes, max_shift: int = 8, *, backend: str = "auto",
                    device: str = "auto", block_bytes: int = 2 << 20,
-                   min_common: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                   min_common: int | None = None, n_ref: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """All-pairs min-over-rotation HD [Np, Ng] (float32) and the best shift s in code columns [Np, Ng] (int16):
     the gallery code matches the probe code rolled by s (np.roll), i.e. the gallery eye is turned by +s columns.
 
@@ -48,6 +48,7 @@ def hamming_matrix(probe: IrisCodes, gallery: IrisCodes, max_shift: int = 8, *, 
     (SWAR popcount in torch) give identical results; "auto" takes gemm for large problems when torch's int8
     matmul runs on the device (AMX/VNNI CPUs, CUDA), else popcount. device "auto" = CUDA when present.
     min_common: fewest common usable bits a rotation needs to be scored (default min_common_bits of the code).
+    n_ref > 0: every rotation's HD normalised to n_ref common bits (rotation.normalise) before the minimum.
     An empty probe or gallery gives an empty [Np, Ng] result."""
     if probe.words_per_col != gallery.words_per_col or probe.code.shape[1] != gallery.code.shape[1]:
         raise ValueError(f"probe codes {probe.code.shape} and gallery codes {gallery.code.shape} have different "
@@ -60,11 +61,11 @@ def hamming_matrix(probe: IrisCodes, gallery: IrisCodes, max_shift: int = 8, *, 
     least = min_common_bits(probe.code.shape[1] * 64) if min_common is None else int(min_common)
     if backend == "gemm":
         from .match_gemm import hamming_matrix_gemm
-        return hamming_matrix_gemm(probe, gallery, max_shift, device, min_common=least)
+        return hamming_matrix_gemm(probe, gallery, max_shift, device, min_common=least, n_ref=n_ref)
     if backend == "torch-popcount":
         from .match_torch import hamming_matrix_torch
-        return hamming_matrix_torch(probe, gallery, max_shift, device=device, min_common=least)
-    return _hamming_numpy(probe, gallery, max_shift, block_bytes, least)
+        return hamming_matrix_torch(probe, gallery, max_shift, device=device, min_common=least, n_ref=n_ref)
+    return _hamming_numpy(probe, gallery, max_shift, block_bytes, least, n_ref)
 
 
 def _choose(backend: str, device: str, pairs: int) -> tuple[str, str]:
@@ -81,7 +82,8 @@ def _choose(backend: str, device: str, pairs: int) -> tuple[str, str]:
     return backend, device
 
 
-def _hamming_numpy(probe: IrisCodes, gallery: IrisCodes, max_shift: int, block_bytes: int, min_common: int = 1):
+def _hamming_numpy(probe: IrisCodes, gallery: IrisCodes, max_shift: int, block_bytes: int, min_common: int = 1,
+                   n_ref: int = 0):
     """The popcount backend: blocks of probes (all rotations) x gallery whose temporaries fit in block_bytes."""
     shifts = _shifts(max_shift)
     w = probe.code.shape[1]
@@ -94,23 +96,29 @@ def _hamming_numpy(probe: IrisCodes, gallery: IrisCodes, max_shift: int, block_b
         pma = _rolled(probe.mask[i:i + na], shifts, probe.words_per_col)
         for j in range(0, len(gallery), nb):
             diff, common = _block_numpy(pa, pma, gallery.code[j:j + nb], gallery.mask[j:j + nb])
-            best, k = _best(diff, common, min_common)
+            best, k = _best(diff, common, min_common, n_ref)
             hd[i:i + na, j:j + nb], sh[i:i + na, j:j + nb] = best, shifts[k]
     return hd, sh
 
 
-def hamming_pair(a: IrisCodes, b: IrisCodes, max_shift: int = 8, min_common: int | None = None) -> tuple[float, int]:
+def hamming_pair(a: IrisCodes, b: IrisCodes, max_shift: int = 8, min_common: int | None = None,
+                 n_ref: int = 0) -> tuple[float, int]:
     """HD and best shift of one pair (first rows of a and b)."""
-    hd, sh = hamming_matrix(a[0], b[0], max_shift, backend="popcount", min_common=min_common)
+    hd, sh = hamming_matrix(a[0], b[0], max_shift, backend="popcount", min_common=min_common, n_ref=n_ref)
     return float(hd[0, 0]), int(sh[0, 0])
 
 
-def hamming_reference(bits_a, mask_a, bits_b, mask_b, max_shift: int = 8, min_common: int = 1) -> tuple[float, int]:
+def hamming_reference(bits_a, mask_a, bits_b, mask_b, max_shift: int = 8, min_common: int = 1,
+                      n_ref: int = 0) -> tuple[float, int]:
     """Plain loop on unpacked bool codes [n_cols, bits] (the textbook definition; tests and benchmarks)."""
     best, best_s = np.inf, 0
     for s in _shifts(max_shift):
         m = np.roll(mask_a, s, axis=0) & mask_b
         n = int(m.sum())
-        if n >= max(min_common, 1) and (np.roll(bits_a, s, axis=0) != bits_b)[m].sum() / n < best:
-            best, best_s = (np.roll(bits_a, s, axis=0) != bits_b)[m].sum() / n, int(s)
+        if n < max(min_common, 1):
+            continue
+        hd = (np.roll(bits_a, s, axis=0) != bits_b)[m].sum() / n
+        hd = 0.5 - (0.5 - hd) * np.sqrt(n / n_ref) if n_ref else hd
+        if hd < best:
+            best, best_s = hd, int(s)
     return (float(best) if np.isfinite(best) else float("nan")), best_s

@@ -46,7 +46,7 @@ def int8_matmul_available(device="cpu") -> bool:
 
 
 def hamming_matrix_gemm(probe: IrisCodes, gallery: IrisCodes, max_shift: int, device="cpu",
-                        block_rows: int = 4096, min_common: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                        block_rows: int = 4096, min_common: int = 1, n_ref: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Same result as match.hamming_matrix via int8 matrix products on `device`."""
     dev = torch.device(device)
     shifts = _shifts(max_shift)
@@ -68,6 +68,6 @@ def hamming_matrix_gemm(probe: IrisCodes, gallery: IrisCodes, max_shift: int, de
         common = _mm(m, mt)[:rows, :len(ub)]
         diff = (common - _mm(u, vt)[:rows, :len(ub)]) // 2
         c = common.cpu().numpy().reshape(-1, len(shifts), len(ub))
-        best, k = _best(diff.cpu().numpy().reshape(c.shape), c, min_common)
+        best, k = _best(diff.cpu().numpy().reshape(c.shape), c, min_common, n_ref)
         hd[i:i + na], sh[i:i + na] = best, shifts[k]
     return hd, sh

@@ -25,7 +25,7 @@ def _as_tensor(x: np.ndarray, dev) -> torch.Tensor:
 
 
 def hamming_matrix_torch(probe: IrisCodes, gallery: IrisCodes, max_shift: int, device="cuda",
-                         block_elems: int = 1 << 26, min_common: int = 1) -> tuple[np.ndarray, np.ndarray]:
+                         block_elems: int = 1 << 26, min_common: int = 1, n_ref: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Same result as match.hamming_matrix, computed with torch on `device` ("auto" = cuda)."""
     dev = torch.device(device)
     shifts = _shifts(max_shift)
@@ -45,7 +45,10 @@ def hamming_matrix_torch(probe: IrisCodes, gallery: IrisCodes, max_shift: int, d
             m = pma[:, :, None] & mb[None, None, j:j + nb]
             diff = popcount64((pa[:, :, None] ^ b[None, None, j:j + nb]) & m).sum(-1)
             common = popcount64(m).sum(-1)
-            ratio = torch.where(common >= max(min_common, 1), diff.double() / common.clamp(min=1).double(), float("inf"))
+            ratio = diff.double() / common.clamp(min=1).double()
+            if n_ref:                                      # rotation.normalise
+                ratio = 0.5 - (0.5 - ratio) * torch.sqrt(common.double() / n_ref)
+            ratio = torch.where(common >= max(min_common, 1), ratio, float("inf"))
             best, k = (ratio + tie).min(dim=1)             # tie-break (< any HD step): the smallest |shift| wins
             best = torch.gather(ratio, 1, k[:, None])[:, 0]
             best = torch.where(torch.isfinite(best), best, torch.full_like(best, float("nan")))

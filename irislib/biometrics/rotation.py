@@ -20,11 +20,17 @@ def min_common_bits(total_bits: int, share: float = MIN_COMMON_SHARE) -> int:
     return max(1, int(np.ceil(share * total_bits)))
 
 
-def best(diff, common, min_common: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Min over the shift axis (1) of diff / common -> (hd [na, nb], shift index [na, nb]); NaN where no rotation
-    has at least min_common common bits."""
+def normalise(hd, common, n_ref: int):
+    """Daugman's score normalisation 0.5 - (0.5 - HD) sqrt(n / n_ref): a distance from few common bits n is pulled
+    towards 0.5, where chance puts it, so two mostly masked codes cannot match by luck (n_ref 0: HD itself)."""
+    return hd if not n_ref else 0.5 - (0.5 - hd) * np.sqrt(common / float(n_ref))
+
+
+def best(diff, common, min_common: int = 1, n_ref: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Min over the shift axis (1) of diff / common (normalised to n_ref bits when n_ref > 0) -> (hd [na, nb],
+    shift index [na, nb]); NaN where no rotation has at least min_common common bits."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        hd = np.where(common >= max(min_common, 1), diff / np.maximum(common, 1), np.inf)
+        hd = np.where(common >= max(min_common, 1), normalise(diff / np.maximum(common, 1), common, n_ref), np.inf)
     k = np.argmin(hd, axis=1)
     hd_min = np.take_along_axis(hd, k[:, None], 1)[:, 0]
     return np.where(np.isfinite(hd_min), hd_min, np.nan), k

@@ -194,7 +194,7 @@ def _encode(images, spec: IrisCodeSpec, desc: str, progress: bool, chunk: int = 
     return IrisCodes(np.concatenate(codes), np.concatenate(masks), c.words_per_col), np.concatenate(found), bnds, why
 
 
-def _pairs(codes, labels, max_shift: int, progress: bool = False, block: int = 256):
+def _pairs(codes, labels, max_shift: int, progress: bool = False, block: int = 256, n_ref: int = 0):
     """Genuine HDs with their (a, b) indices, all impostor HDs (upper triangle, NaN dropped), and the closest
     impostor HD of every pair of identities [n_ids, n_ids] (symmetric, NaN where never scored)."""
     gen, gen_ab, imp = [], [], []
@@ -203,7 +203,7 @@ def _pairs(codes, labels, max_shift: int, progress: bool = False, block: int = 2
     n = len(codes)
     with _bar(n * (n - 1) // 2, "matching identity images", progress, "pair") as bar:
         for i0 in range(0, n, block):
-            hd, _ = hamming_matrix(codes[i0:i0 + block], codes[i0:], max_shift)
+            hd, _ = hamming_matrix(codes[i0:i0 + block], codes[i0:], max_shift, n_ref=n_ref)
             a, b = np.nonzero(np.ones(hd.shape, bool))
             a, b = a + i0, b + i0
             up = b > a
@@ -387,7 +387,7 @@ def verify_dataset(folder, out=None, *, threshold: float = 0.34, spec: IrisCodeS
     train = training_images(training, folder, n_training, size=images[0].shape[0], progress=progress)  # fail early
     codes, found, bnds, why = _encode(images, spec, "encoding identity images", progress)
     ratio = np.array([b.pupil_radius / b.iris_r if b is not None else np.nan for b in bnds])
-    gen, gen_ab, imp, id_min = _pairs(codes, labels, spec.max_shift, progress)
+    gen, gen_ab, imp, id_min = _pairs(codes, labels, spec.max_shift, progress, n_ref=spec.normalise_bits)
     g, i = hd_stats(gen), hd_stats(imp)
     rates = error_rates(gen, imp)
     ddil = np.abs(ratio[gen_ab[:, 0]] - ratio[gen_ab[:, 1]]) if len(gen_ab) else np.zeros(0)

@@ -170,3 +170,25 @@ def test_leakage_lists_unencoded_images_apart_from_the_flagged_share():
     leak = bm.leakage(gen, train)
     assert found.tolist() == [False, True, True] and leak["unencoded"] == [0]
     assert leak["flagged_share"] == 0.5 and [f["generated"] for f in leak["flagged"]] == [1]
+
+
+def test_normalised_scores_equal_the_textbook_loop_in_every_backend():
+    """Daugman's normalisation 0.5 - (0.5 - HD) sqrt(n / n_ref), per rotation before the minimum: the packed
+    matcher, the torch kernel and the int8 products agree with the plain loop; a pair with few common bits is
+    pulled towards 0.5, one with more than n_ref pushed away from it."""
+    rng = np.random.default_rng(5)
+    a, ba, ma = _random_codes(rng, 4, wpc=2, p_mask=0.5)
+    b, bb, mb = _random_codes(rng, 5, wpc=2, p_mask=0.5)
+    n_ref = 400
+    hd, sh = bm.hamming_matrix(a, b, max_shift=3, n_ref=n_ref, backend="popcount")
+    for i in range(4):
+        for j in range(5):
+            ref, s = bm.hamming_reference(ba[i], ma[i], bb[j], mb[j], max_shift=3, n_ref=n_ref)
+            assert hd[i, j] == pytest.approx(ref, abs=1e-6) and sh[i, j] == s
+    for backend in ("torch-popcount", "gemm"):
+        hd_t, sh_t = bm.hamming_matrix(a, b, max_shift=3, n_ref=n_ref, backend=backend, device="cpu")
+        assert np.allclose(hd, hd_t, atol=1e-6) and np.array_equal(sh, sh_t), backend
+    raw, _ = bm.hamming_pair(a[0:1], b[0:1], 0)
+    bits = int(np.sum(ma[0] & mb[0]))
+    few, _ = bm.hamming_pair(a[0:1], b[0:1], 0, n_ref=4 * bits)
+    assert few == pytest.approx(0.5 - (0.5 - raw) * 0.5, abs=1e-6)    # sqrt(1/4): halfway to 0.5
