@@ -91,13 +91,18 @@ def centre_box(h: int, w: int) -> tuple[int, int, int]:
     return (w - size) // 2, (h - size) // 2, size
 
 
-BLACK = 2 / 255                # a border row or column whose every pixel is at most this is no scene
+BLACK = 2 / 255                # a border row or column whose every pixel is at most this is no scene ...
+BORDER_LINES = 4               # ... in a band of at most this many lines (a camera's blanking), not a black region
 
 
 def _scene_span(line_max: np.ndarray) -> tuple[int, int]:
-    """First and last index whose line is not black; the whole range if every line is."""
+    """First and last index of the lines inside a black border band of at most BORDER_LINES each side."""
     lit = np.flatnonzero(line_max > BLACK)
-    return (int(lit[0]), int(lit[-1])) if len(lit) else (0, len(line_max) - 1)
+    if not len(lit):
+        return 0, len(line_max) - 1
+    first, last = int(lit[0]), int(lit[-1])
+    return (first if first <= BORDER_LINES else 0), (last if len(line_max) - 1 - last <= BORDER_LINES
+                                                      else len(line_max) - 1)
 
 
 def scene_extent(x: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:

@@ -189,3 +189,5 @@ def test_black_border_rows_are_not_repeated_into_bars():
     assert np.allclose(out[4], framed[1, 2:10, 0]) and np.allclose(out[5:], framed[2:5, 2:10, 0])
     plain = crop_resize(scene, (2, -3, 8), 8)[0]
     assert np.allclose(plain[:4], scene[0, 2:10, 0]) and np.allclose(plain[4:], scene[1:5, 2:10, 0])
+    wide = np.concatenate([np.zeros((5, 12, 1), np.float32), scene], 0)   # 5 black rows: a black region, kept
+    assert np.allclose(crop_resize(wide, (2, 0, 8), 8)[0][:5], 0)
