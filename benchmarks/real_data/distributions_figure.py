@@ -33,14 +33,14 @@ def main(argv=None) -> None:
         s, rep = np.load(folder / "scores.npz"), json.loads((folder / "verify.json").read_text())
         for kind, ls in (("genuine", "-"), ("impostor", "--")):
             ax.hist(s[kind], BINS, density=True, histtype="step", color=f"C{k}", ls=ls, lw=1.4,
-                    label=f"{name}, {kind}" if kind == "genuine" else None)
+                    label=name if kind == "genuine" else None)
         rows.append(f"| {name} | {rep['images']} | {rep['identities']} | {rep['genuine']['mean']:.3f} | "
                     f"{rep['impostor']['mean']:.3f} | {rep['impostor']['sd']:.3f} | {rep['d_prime']:.2f} | "
                     f"{100 * rep['eer']:.2f} % | {100 * rep['fnmr_at_fmr_1e-3']:.2f} % | {rep['encoded_share']:.3f} |")
     ax.plot([], [], "k-", label="genuine (same eye)")
     ax.plot([], [], "k--", label="impostor (different eyes)")
-    ax.set(xlim=(0, 0.7), xlabel="fractional Hamming distance (best rotation)", ylabel="density",
-           title="irislib verify-dataset: genuine (solid) and impostor (dashed) HDs")
+    ax.set(xlim=(0, 0.7), ylim=(0, 12), xlabel="fractional Hamming distance (best rotation)", ylabel="density",
+           title="verify-dataset: genuine (solid), impostor (dashed; peaks near 35 cut off)")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
